@@ -1,0 +1,146 @@
+"""Evaluate the CIFAR-10 model from its checkpoints (the tutorial's `cifar10_eval.py`).
+
+    python cifar10/eval.py --eval_interval_secs=27        # polls /tmp/cifar10_train
+    python cifar10/eval.py --run_once --checkpoint_dir=/tmp/cifar10_train
+
+Restores the moving-average shadow variables, counts exactly --num_examples test images,
+prints '<time>: precision @ 1 = 0.838' and writes a `Precision @ 1` summary to --eval_dir at
+the checkpoint's global step. Each checkpoint is evaluated once; while there is none it waits
+and says so; a checkpoint rotated away before it could be restored is skipped; Ctrl-C stops.
+"""
+
+import datetime
+import math
+import os
+import re
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from cifar10 import inputs
+from cifar10 import model
+from cifar10 import train as single
+from common import data
+
+FLAGS = flags.FLAGS
+
+EVAL_FILES = {'test': data.cifar10_test_files, 'train_eval': data.cifar10_train_files}
+EVAL_RECORDS = {'test': 10000, 'train_eval': 50000}
+
+
+def define_flags():
+    single.define_model_flags()
+    flags.DEFINE_string('eval_dir', '/tmp/cifar10_eval', 'Directory where to write event logs.')
+    flags.DEFINE_enum('eval_data', 'test', ['test', 'train_eval'],
+                      "Either 'test' or 'train_eval'.")
+    flags.DEFINE_string('checkpoint_dir', '/tmp/cifar10_train',
+                        'Directory where to read model checkpoints.')
+    flags.DEFINE_integer('eval_interval_secs', 60 * 5, 'How often to run the eval.',
+                         lower_bound=1)
+    flags.DEFINE_integer('num_examples', 10000, 'Number of examples to run.', lower_bound=1)
+    flags.DEFINE_boolean('run_once', False, 'Whether to run eval only once.')
+
+
+def checkpoint_global_step(ckpt_path):
+    """The global step a checkpoint was saved at: from its name, else from its variables."""
+    match = re.search(r'-(\d+)$', ckpt_path)
+    if match:
+        return int(match.group(1))
+    return int(tf.train.load_variable(ckpt_path, 'global_step'))
+
+
+def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_examples, batch_size,
+              config=None):
+    """Evaluates one checkpoint on exactly num_examples examples.
+
+    Returns the precision @ 1, or None when the checkpoint vanished before it was restored.
+    """
+    global_step = checkpoint_global_step(ckpt_path)
+    with tf.compat.v1.Session(config=config) as sess:
+        try:
+            saver.restore(sess, ckpt_path)
+        except (tf.errors.NotFoundError, ValueError) as e:
+            print('%s: checkpoint %s is gone (rotated away?), skipped: %s'
+                  % (datetime.datetime.now(), ckpt_path, str(e).splitlines()[0]), flush=True)
+            return None
+        coord = tf.compat.v1.train.Coordinator()
+        threads = tf.compat.v1.train.start_queue_runners(sess=sess, coord=coord)
+        try:
+            true_count = 0
+            num_iter = int(math.ceil(num_examples / batch_size))
+            for step in range(num_iter):
+                predictions = sess.run(top_k_op)
+                # The last batch runs past num_examples: count only what belongs.
+                true_count += int(np.sum(predictions[:num_examples - step * batch_size]))
+            precision = true_count / num_examples
+            print('%s: precision @ 1 = %.3f' % (datetime.datetime.now(), precision), flush=True)
+            summary = tf.compat.v1.Summary()
+            summary.ParseFromString(sess.run(summary_op))
+            summary.value.add(tag='Precision @ 1', simple_value=precision)
+            summary_writer.add_summary(summary, global_step)
+            summary_writer.flush()
+        finally:
+            coord.request_stop()
+            coord.join(threads, stop_grace_period_secs=10)
+    return precision
+
+
+def evaluate():
+    """Builds the eval graph once, then evaluates each new checkpoint until stopped."""
+    if FLAGS.num_examples > EVAL_RECORDS[FLAGS.eval_data]:
+        sys.exit('error: --num_examples=%d is more than the %d examples of --eval_data=%s'
+                 % (FLAGS.num_examples, EVAL_RECORDS[FLAGS.eval_data], FLAGS.eval_data))
+    batches_dir = single.cifar10_data_dir()
+    config = tf.compat.v1.ConfigProto()
+    config.gpu_options.allow_growth = True  # leave the card's memory to the trainer beside us
+    with tf.Graph().as_default() as g:
+        images, labels = inputs.inputs(EVAL_FILES[FLAGS.eval_data](batches_dir), FLAGS.batch_size,
+                                       EVAL_RECORDS[FLAGS.eval_data])
+        logits = model.inference(images, FLAGS.use_fp16, FLAGS.conv21)
+        top_k_op = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
+        saver = tf.compat.v1.train.Saver(model.variables_to_restore())
+        summary_op = tf.compat.v1.summary.merge_all()
+        os.makedirs(FLAGS.eval_dir, exist_ok=True)
+        summary_writer = tf.compat.v1.summary.FileWriter(FLAGS.eval_dir, g)
+        last_evaluated = None
+        said_waiting = False
+        try:
+            while True:
+                ckpt_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
+                if ckpt_path is None:
+                    if FLAGS.run_once:
+                        sys.exit('error: no checkpoint in --checkpoint_dir=%s'
+                                 % FLAGS.checkpoint_dir)
+                    if not said_waiting:
+                        print('%s: no checkpoint in %s yet; waiting (checking every %d s)'
+                              % (datetime.datetime.now(), FLAGS.checkpoint_dir,
+                                 FLAGS.eval_interval_secs), flush=True)
+                        said_waiting = True
+                elif ckpt_path != last_evaluated:
+                    eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path,
+                              FLAGS.num_examples, FLAGS.batch_size, config)
+                    last_evaluated = ckpt_path
+                if FLAGS.run_once:
+                    break
+                time.sleep(FLAGS.eval_interval_secs)
+        finally:
+            summary_writer.close()
+
+
+def main(argv):
+    del argv
+    try:
+        evaluate()
+    except data.DataError as e:
+        sys.exit('error: %s' % e)
+    except KeyboardInterrupt:
+        print('Interrupted: evaluator stopped.', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    define_flags()
+    app.run(main)

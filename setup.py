@@ -1,0 +1,21 @@
+"""tf-classics: the classic TensorFlow 1 tutorials on TensorFlow 2.21 (tf.compat.v1 graph mode)."""
+from setuptools import setup
+
+setup(
+    name='tf-classics',
+    version='0.1.0',
+    description='The classic TF1 tutorials (CIFAR-10, MNIST) ported faithfully to TensorFlow 2.21.',
+    python_requires='>=3.9',
+    packages=['common', 'cifar10', 'mnist'],
+    install_requires=[
+        'tensorflow-cpu==2.21.0',
+        'numpy',
+        'absl-py',
+        'tensorboard',
+    ],
+    extras_require={
+        # The GPU build of the same TensorFlow release (uninstall tensorflow-cpu first).
+        'gpu': ['tensorflow[and-cuda]==2.21.0'],
+        'test': ['pytest'],
+    },
+)

@@ -1,0 +1,34 @@
+"""Shared test helpers: where the real data is, and running a script as a user would."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def shared_data_root():
+    """$TF_CLASSICS_DATA, else ../shared/data beside the repository."""
+    return os.environ.get('TF_CLASSICS_DATA') or os.path.join(REPO, '..', 'shared', 'data')
+
+
+@pytest.fixture(scope='session')
+def data_root():
+    root = shared_data_root()
+    if not os.path.isdir(os.path.join(root, 'cifar10')):
+        pytest.fail('real data not found at %s: set TF_CLASSICS_DATA' % root)
+    return root
+
+
+def run_script(script, *args, env=None, timeout=600):
+    """Runs `python <script> args...` from the repo root; returns the CompletedProcess."""
+    full_env = dict(os.environ)
+    full_env.setdefault('TF_CLASSICS_DATA', shared_data_root())
+    full_env['PYTHONUNBUFFERED'] = '1'
+    full_env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, os.path.join(REPO, script)] + list(args), cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,306 @@
+"""The CIFAR-10 tutorial: model, reader, tower gradient averaging, train/eval scripts."""
+
+import glob
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from cifar10 import inputs
+from cifar10 import model
+from cifar10 import multi_gpu_train
+from common import data
+from common import training
+from conftest import run_script
+
+LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: step \d+, loss = \d+\.\d\d '
+                      r'\(\d+\.\d examples/sec; \d+\.\d{3} sec/batch\)$', re.M)
+
+
+def _num_params(**kwargs):
+    with tf.Graph().as_default():
+        model.inference(tf.zeros([2, 24, 24, 3]), **kwargs)
+        return sum(int(np.prod(v.shape)) for v in tf.compat.v1.trainable_variables())
+
+
+def test_parameter_count():
+    assert _num_params() == 1068298
+    # conv21 adds 102,464 weights; its extra pool shrinks local3's input from 6x6x64 to 3x3x64.
+    assert _num_params(conv21=True) == 1068298 + 102464 - (2304 - 576) * 384
+
+
+def _read_records(filenames, n, reader=inputs.read_cifar10):
+    with tf.Graph().as_default():
+        queue = tf.compat.v1.train.string_input_producer(filenames, shuffle=False)
+        record = reader(queue)
+        with tf.compat.v1.Session() as sess:
+            coord = tf.compat.v1.train.Coordinator()
+            threads = tf.compat.v1.train.start_queue_runners(sess, coord)
+            out = [sess.run([record.label, record.uint8image]) for _ in range(n)]
+            coord.request_stop()
+            coord.join(threads)
+    return out
+
+
+def test_reader_synthetic_records(tmp_path):
+    """Label byte then the R, G, B planes, each 32x32 row-major."""
+    rng = np.random.RandomState(0)
+    planes = rng.randint(0, 256, size=(3, 3, 32, 32)).astype(np.uint8)  # record, depth, h, w
+    path = tmp_path / 'records.bin'
+    path.write_bytes(b''.join(bytes([label]) + planes[i].tobytes()
+                              for i, label in enumerate([7, 0, 9])))
+    records = _read_records([str(path)], 3)
+    for i, (label, image) in enumerate(records):
+        assert label.tolist() == [[7, 0, 9][i]]
+        assert image.shape == (32, 32, 3)
+        np.testing.assert_array_equal(image, planes[i].transpose(1, 2, 0))
+        assert image[0, 1, 2] == planes[i][2, 0, 1]  # blue, row 0, column 1
+
+
+def test_reader_real_test_batch(data_root):
+    batches = os.path.join(data_root, 'cifar10', data.CIFAR10_DIRNAME)
+    (label, image), = _read_records(data.cifar10_test_files(batches), 1)
+    assert label.tolist() == [3]
+    np_images, _ = data.read_cifar10_numpy(data.cifar10_test_files(batches))
+    np.testing.assert_array_equal(image, np_images[0])
+
+
+def test_eval_inputs_come_in_file_order(data_root):
+    """What makes eval's exact count honest: the first N examples are the first N records."""
+    batches = os.path.join(data_root, 'cifar10', data.CIFAR10_DIRNAME)
+    _, np_labels = data.read_cifar10_numpy(data.cifar10_test_files(batches))
+    with tf.Graph().as_default():
+        images, labels = inputs.inputs(data.cifar10_test_files(batches), 100, 1000)
+        with tf.compat.v1.Session() as sess:
+            coord = tf.compat.v1.train.Coordinator()
+            threads = tf.compat.v1.train.start_queue_runners(sess, coord)
+            got = np.concatenate([sess.run(labels) for _ in range(3)])
+            img = sess.run(images)
+            coord.request_stop()
+            coord.join(threads)
+    np.testing.assert_array_equal(got, np_labels[:300])
+    assert img.shape == (100, 24, 24, 3)
+    np.testing.assert_allclose(img.reshape(100, -1).mean(axis=1), 0, atol=1e-4)  # standardised
+
+
+def test_average_gradients_is_the_mean():
+    with tf.Graph().as_default():
+        v = tf.Variable([0.0, 0.0])
+        tower_grads = [[(tf.constant([1.0, 2.0]), v)], [(tf.constant([3.0, 6.0]), v)]]
+        (grad, var), = training.average_gradients(tower_grads)
+        assert var is v
+        with tf.compat.v1.Session() as sess:
+            assert sess.run(grad).tolist() == [2.0, 4.0]
+
+
+def _one_step(num_towers, images, labels, init=None):
+    """One training step of the real model with num_towers towers on logical CPUs.
+
+    Returns (initial values, values after the step, step stats of the traced step).
+    """
+    with tf.Graph().as_default(), tf.device('/cpu:0'):
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        tower_inputs = list(zip(tf.split(tf.constant(images), num_towers),
+                                tf.split(tf.constant(labels), num_towers)))
+        devices = ['/cpu:%d' % i for i in range(num_towers)]
+        train_op, _, summary_op = multi_gpu_train.build_towers(
+            tower_inputs, devices, global_step, batch_size=len(images) // num_towers)
+        variables = tf.compat.v1.trainable_variables()
+        config = tf.compat.v1.ConfigProto(device_count={'CPU': 2}, allow_soft_placement=False)
+        with tf.compat.v1.Session(config=config) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            if init is not None:
+                for v in variables:
+                    v.load(init[v.op.name], sess)
+            before = {v.op.name: sess.run(v) for v in variables}
+            metadata = tf.compat.v1.RunMetadata()
+            sess.run(train_op, options=tf.compat.v1.RunOptions(
+                trace_level=tf.compat.v1.RunOptions.FULL_TRACE), run_metadata=metadata)
+            after = {v.op.name: sess.run(v) for v in variables}
+            sess.run(summary_op)  # the merged summaries evaluate (no duplicate tags)
+    return before, after, metadata.step_stats
+
+
+def test_two_towers_equal_one_tower_on_the_combined_batch():
+    rng = np.random.RandomState(1)
+    images = rng.normal(size=(16, 24, 24, 3)).astype(np.float32)
+    labels = rng.randint(0, 10, size=16).astype(np.int32)
+    init, one, _ = _one_step(1, images, labels)
+    _, two, stats = _one_step(2, images, labels, init=init)
+    assert sorted(one) == sorted(two) and len(one) == 10
+    for name in one:
+        assert not np.array_equal(one[name], init[name]), name  # the step changed something
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+    nodes = {}
+    for dev in stats.dev_stats:
+        nodes.setdefault(dev.device.split('/')[-1], set()).update(
+            n.node_name for n in dev.node_stats)
+    # The convolutions' backward passes ran on their tower's device (variable reads stay with
+    # the variables on /cpu:0).
+    grad = 'tower_%d/gradients/tower_%d/conv2/Conv2D_grad/Conv2DBackpropFilter'
+    assert grad % (1, 1) in nodes['device:CPU:1']
+    assert grad % (1, 1) not in nodes['device:CPU:0']
+    assert grad % (0, 0) in nodes['device:CPU:0']
+
+
+# --- the scripts, as a user runs them --------------------------------------------------------
+
+TRAIN_ARGS = ['--num_gpus=2', '--batch_size=16', '--min_fraction_of_examples_in_queue=0.005',
+              '--checkpoint_steps=10', '--summary_steps=10', '--log_frequency=5', '--seed=1']
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, data_root):
+    train_dir = str(tmp_path_factory.mktemp('cifar10_train'))
+    result = run_script('cifar10/multi_gpu_train.py', '--max_steps=20', '--train_dir=' + train_dir,
+                        *TRAIN_ARGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return train_dir, result
+
+
+def test_two_tower_run_writes_checkpoints_logs_and_summaries(trained):
+    train_dir, result = trained
+    assert 'WARNING: 0 GPU(s) visible for 2 tower(s)' in result.stderr
+    assert 'Filling queue with 250 CIFAR images before starting to train.' in result.stdout
+    lines = LOG_LINE.findall(result.stdout)
+    assert [int(re.search(r'step (\d+)', l).group(1)) for l in lines] == [5, 10, 15]
+    assert tf.train.latest_checkpoint(train_dir).endswith('model.ckpt-20')
+    assert os.path.exists(os.path.join(train_dir, 'model.ckpt-10.index'))
+    saved, = glob.glob(os.path.join(train_dir, 'flags-*.json'))
+    flags = json.load(open(saved))['flags']
+    assert flags['num_gpus'] == 2 and flags['max_steps'] == 20 and flags['batch_size'] == 16
+
+    acc = event_accumulator.EventAccumulator(train_dir, size_guidance={'images': 1})
+    acc.Reload()
+    tags = acc.Tags()
+    # Activation tags are the activation op's name ('conv1/conv1'), tower prefix stripped.
+    for tag in ('learning_rate', 'conv1/conv1/sparsity', 'local3/local3/sparsity',
+                'cross_entropy', 'cross_entropy (raw)', 'total_loss', 'total_loss (raw)',
+                'local3/weight_loss (raw)'):
+        assert tag in tags['scalars'], tag
+    for tag in ('conv1/conv1/activations', 'softmax_linear/softmax_linear/activations',
+                'conv1/weights',
+                'conv1/weights/gradients', 'local4/biases/gradients'):
+        assert tag in tags['histograms'], tag
+    assert any(t.startswith('data_augmentation/images') for t in tags['images'])
+    assert not any(t.startswith('tower_') for t in tags['scalars'] + tags['histograms'])
+
+
+def test_eval_run_once_prints_precision(trained, tmp_path):
+    train_dir, _ = trained
+    result = run_script('cifar10/eval.py', '--run_once', '--checkpoint_dir=' + train_dir,
+                        '--eval_dir=' + str(tmp_path), '--num_examples=200', '--batch_size=64')
+    assert result.returncode == 0, result.stderr[-3000:]
+    match = re.search(r'^\d{4}-.*: precision @ 1 = (\d\.\d{3})$', result.stdout, re.M)
+    assert match, result.stdout
+    acc = event_accumulator.EventAccumulator(str(tmp_path))
+    acc.Reload()
+    (event,) = acc.Scalars('Precision @ 1')
+    assert event.step == 20
+    assert abs(event.value - float(match.group(1))) < 5e-4
+    # exactly 200 counted: the precision is a multiple of 1/200
+    assert abs(event.value * 200 - round(event.value * 200)) < 1e-3
+
+
+def test_resume_continues_the_global_step(trained):
+    train_dir, _ = trained
+    result = run_script('cifar10/multi_gpu_train.py', '--max_steps=30', '--train_dir=' + train_dir,
+                        *TRAIN_ARGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'Resuming from %s' % os.path.join(train_dir, 'model.ckpt-20') in result.stdout
+    steps = [int(s) for s in re.findall(r': step (\d+),', result.stdout)]
+    assert steps == [25]
+    assert tf.train.latest_checkpoint(train_dir).endswith('model.ckpt-30')
+    assert len(glob.glob(os.path.join(train_dir, 'flags-*.json'))) >= 1
+
+
+def test_fresh_moves_the_old_run_aside(tmp_path, data_root):
+    train_dir = tmp_path / 'run'
+    train_dir.mkdir()
+    (train_dir / 'keep.txt').write_text('old work')
+    result = run_script('cifar10/train.py', '--fresh', '--max_steps=2', '--batch_size=8',
+                        '--min_fraction_of_examples_in_queue=0.001', '--train_dir=%s' % train_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    aside, = glob.glob(str(tmp_path / 'run.old-*'))
+    assert open(os.path.join(aside, 'keep.txt')).read() == 'old work'
+    assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-2')
+
+
+def test_missing_data_gives_one_clear_error(tmp_path):
+    result = run_script('cifar10/multi_gpu_train.py', '--data_dir=%s' % (tmp_path / 'none'),
+                        '--train_dir=%s' % (tmp_path / 'train'), '--max_steps=1',
+                        env={'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY':
+                             'http://127.0.0.1:9'})
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: CIFAR-10 binary batches not found in ')
+    for part in ('--data_dir', 'TF_CLASSICS_DATA', data.CIFAR10_URL):
+        assert part in last
+    assert not (tmp_path / 'train').exists()  # nothing started, nothing to lose
+
+
+def test_eval_without_checkpoint_run_once(tmp_path):
+    result = run_script('cifar10/eval.py', '--run_once', '--checkpoint_dir=%s' % tmp_path,
+                        '--eval_dir=%s' % (tmp_path / 'eval'))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: no checkpoint in --checkpoint_dir=%s' % tmp_path)
+
+
+DUMP_DEFAULTS = '''
+import json, sys
+from absl import flags
+from cifar10 import %s as script
+script.define_flags()
+flags.FLAGS(['x'])
+print(json.dumps({name: flags.FLAGS[name].default for name in sys.argv[1:]}))
+'''
+
+
+def _flag_defaults(module, names):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', DUMP_DEFAULTS % module] + names,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_flag_defaults_are_the_originals():
+    assert _flag_defaults('multi_gpu_train', [
+        'batch_size', 'data_dir', 'use_fp16', 'train_dir', 'max_steps', 'num_gpus',
+        'log_device_placement', 'log_frequency', 'checkpoint_steps', 'summary_steps',
+        'min_fraction_of_examples_in_queue', 'optimizer', 'initial_learning_rate',
+        'learning_rate_decay_factor', 'num_epochs_per_decay', 'conv21', 'fresh', 'seed']) == {
+        'batch_size': 128, 'data_dir': '/tmp/cifar10_data', 'use_fp16': False,
+        'train_dir': '/tmp/cifar10_train', 'max_steps': 1000000, 'num_gpus': 1,
+        'log_device_placement': False, 'log_frequency': 10, 'checkpoint_steps': 1000,
+        'summary_steps': 100, 'min_fraction_of_examples_in_queue': 0.4, 'optimizer': 'sgd',
+        'initial_learning_rate': 0.1, 'learning_rate_decay_factor': 0.1,
+        'num_epochs_per_decay': 350.0, 'conv21': False, 'fresh': False, 'seed': None}
+    assert _flag_defaults('eval', [
+        'eval_dir', 'eval_data', 'checkpoint_dir', 'eval_interval_secs', 'num_examples',
+        'run_once', 'batch_size', 'data_dir']) == {
+        'eval_dir': '/tmp/cifar10_eval', 'eval_data': 'test', 'checkpoint_dir': '/tmp/cifar10_train',
+        'eval_interval_secs': 300, 'num_examples': 10000, 'run_once': False, 'batch_size': 128,
+        'data_dir': '/tmp/cifar10_data'}
+
+
+def test_learning_rate_first_decays_at_step_136718():
+    with tf.Graph().as_default():
+        step = tf.compat.v1.placeholder(tf.int64, [])
+        lr = model.learning_rate(step, 128)
+        with tf.compat.v1.Session() as sess:
+            assert sess.run(lr, {step: 136717}) == pytest.approx(0.1)
+            assert sess.run(lr, {step: 136718}) == pytest.approx(0.01)
+
+
+def test_bad_flag_value_is_one_clear_error(tmp_path):
+    result = run_script('cifar10/multi_gpu_train.py', '--num_gpus=0',
+                        '--train_dir=%s' % tmp_path)
+    assert result.returncode == 1
+    assert 'flag --num_gpus=0: 0 is not a positive integer' in result.stderr
