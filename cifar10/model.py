@@ -13,6 +13,7 @@ import re
 import tensorflow as tf
 
 from cifar10 import inputs
+from common import summaries
 
 NUM_CLASSES = inputs.NUM_CLASSES
 NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN = inputs.NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN
@@ -25,21 +26,6 @@ INITIAL_LEARNING_RATE = 0.1       # initial learning rate
 TOWER_NAME = 'tower'
 
 
-def summary_scalar(tag, x):
-    """A scalar summary tagged exactly `tag` (tf.compat.v1.summary.scalar would prefix the tag
-    with the current name scope, e.g. 'tower_1/conv1/conv1/sparsity')."""
-    op = tf.raw_ops.ScalarSummary(tags=tag, values=x)
-    tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.SUMMARIES, op)
-    return op
-
-
-def summary_histogram(tag, x):
-    """A histogram summary tagged exactly `tag` (see summary_scalar)."""
-    op = tf.raw_ops.HistogramSummary(tag=tag, values=x)
-    tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.SUMMARIES, op)
-    return op
-
-
 def _strip_tower(name):
     return re.sub('%s_[0-9]*/' % TOWER_NAME, '', name)
 
@@ -47,8 +33,8 @@ def _strip_tower(name):
 def _activation_summary(x):
     """Histogram `<name>/activations` and scalar `<name>/sparsity`, tower prefix stripped."""
     tensor_name = _strip_tower(x.op.name)
-    summary_histogram(tensor_name + '/activations', x)
-    summary_scalar(tensor_name + '/sparsity', tf.nn.zero_fraction(x))
+    summaries.histogram(tensor_name + '/activations', x)
+    summaries.scalar(tensor_name + '/sparsity', tf.nn.zero_fraction(x))
 
 
 def _variable_on_cpu(name, shape, initializer, dtype):
@@ -160,8 +146,8 @@ def add_loss_summaries(total_loss, scope=None):
     loss_averages_op = loss_averages.apply(losses + [total_loss])
     for l in losses + [total_loss]:
         name = _strip_tower(l.op.name)
-        summary_scalar(name + ' (raw)', l)
-        summary_scalar(name, loss_averages.average(l))
+        summaries.scalar(name + ' (raw)', l)
+        summaries.scalar(name, loss_averages.average(l))
     return loss_averages_op
 
 
@@ -191,17 +177,17 @@ def apply_gradients(opt, grads, global_step):
     summary ops it made.
     """
     apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
-    summaries = []
+    histograms = []
     for var in tf.compat.v1.trainable_variables():
-        summaries.append(summary_histogram(var.op.name, var))
+        histograms.append(summaries.histogram(var.op.name, var))
     for grad, var in grads:
         if grad is not None:
-            summaries.append(summary_histogram(var.op.name + '/gradients', grad))
+            histograms.append(summaries.histogram(var.op.name + '/gradients', grad))
     variable_averages = tf.compat.v1.train.ExponentialMovingAverage(MOVING_AVERAGE_DECAY,
                                                                     global_step)
     with tf.control_dependencies([apply_gradient_op]):
         variables_averages_op = variable_averages.apply(tf.compat.v1.trainable_variables())
-    return tf.group(apply_gradient_op, variables_averages_op, name='train'), summaries
+    return tf.group(apply_gradient_op, variables_averages_op, name='train'), histograms
 
 
 def train(total_loss, global_step, batch_size, optimizer_name='sgd',
@@ -210,7 +196,7 @@ def train(total_loss, global_step, batch_size, optimizer_name='sgd',
     """The single-device train op: one optimiser step plus moving averages. Returns train_op."""
     lr = learning_rate(global_step, batch_size, initial_learning_rate, decay_factor,
                        num_epochs_per_decay)
-    summary_scalar('learning_rate', lr)
+    summaries.scalar('learning_rate', lr)
     loss_averages_op = add_loss_summaries(total_loss)
     with tf.control_dependencies([loss_averages_op]):
         opt = optimizer(optimizer_name, lr)

@@ -23,6 +23,7 @@ from cifar10 import inputs
 from cifar10 import model
 from cifar10 import train as single
 from common import data
+from common import summaries as common_summaries
 from common import training
 
 FLAGS = flags.FLAGS
@@ -89,7 +90,7 @@ def build_towers(tower_inputs, devices, global_step, batch_size, optimizer_name=
                 summaries = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.SUMMARIES, scope)
                 tower_grads.append(opt.compute_gradients(loss))
     grads = training.average_gradients(tower_grads)
-    summaries.append(model.summary_scalar('learning_rate', lr))
+    summaries.append(common_summaries.scalar('learning_rate', lr))
     train_op, histograms = model.apply_gradients(opt, grads, global_step)
     # Summaries made outside the towers (input images, queue fill) are kept too.
     taken = {s.name for s in summaries + histograms}

@@ -1,0 +1,28 @@
+"""Summary ops with exact tags.
+
+tf.compat.v1.summary.scalar/histogram derive the tag from a fresh name scope, which TF makes
+unique case-insensitively: 'mean' next to a reduce_mean op becomes 'mean_1', a tower's activation
+becomes 'tower_1/conv1/conv1/...'. These helpers tag exactly what they are given.
+"""
+
+import tensorflow as tf
+
+
+def _in_scope(name):
+    scope = tf.compat.v1.get_default_graph().get_name_scope()
+    return '%s/%s' % (scope, name) if scope else name
+
+
+def scalar(tag, x, in_scope=False):
+    """A scalar summary tagged `tag` (prefixed with the current name scope if in_scope),
+    added to the SUMMARIES collection."""
+    op = tf.raw_ops.ScalarSummary(tags=_in_scope(tag) if in_scope else tag, values=x)
+    tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.SUMMARIES, op)
+    return op
+
+
+def histogram(tag, x, in_scope=False):
+    """A histogram summary tagged `tag` (see scalar)."""
+    op = tf.raw_ops.HistogramSummary(tag=_in_scope(tag) if in_scope else tag, values=x)
+    tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.SUMMARIES, op)
+    return op
