@@ -16,6 +16,7 @@ setup(
     extras_require={
         # The GPU build of the same TensorFlow release (uninstall tensorflow-cpu first).
         'gpu': ['tensorflow[and-cuda]==2.21.0'],
-        'test': ['pytest'],
+        'plot': ['matplotlib'],  # mnist/mlp.py --plot_samples
+        'test': ['pytest', 'matplotlib'],
     },
 )

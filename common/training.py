@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
@@ -101,7 +102,7 @@ def prepare_train_dir(train_dir, fresh):
         aside = '%s.old-%s' % (train_dir.rstrip('/'),
                                datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
         os.rename(train_dir, aside)
-        print('--fresh: moved the previous %s to %s' % (train_dir, aside), flush=True)
+        print('Moved the previous %s aside to %s' % (train_dir, aside), flush=True)
     os.makedirs(train_dir, exist_ok=True)
     latest = tf.train.latest_checkpoint(train_dir)
     if latest:
@@ -131,3 +132,11 @@ def save_flags(train_dir, flag_values):
     with open(path, 'w') as f:
         json.dump(record, f, indent=2, sort_keys=True)
     return path
+
+
+def define_log_dir_flag(default, help_text):
+    """Defines the tutorials' --log_dir in place of absl.logging's own --log_dir (a folder for
+    log files, which these scripts never write)."""
+    if 'log_dir' in flags.FLAGS:
+        delattr(flags.FLAGS, 'log_dir')
+    flags.DEFINE_string('log_dir', default, help_text)

@@ -1,0 +1,158 @@
+"""The "TF Layers: Building a Convolutional Neural Network" MNIST tutorial (cnn_mnist.py).
+
+    python mnist/cnn_mnist.py                      # 20,000 steps, then evaluation
+    python mnist/cnn_mnist.py --train_steps=200 --model_dir=/tmp/cnn_try
+
+conv 5x5x32 SAME relu -> max-pool 2x2/2 -> conv 5x5x64 -> max-pool -> dense 1024 relu ->
+dropout 0.4 (training only) -> dense 10; gradient descent 0.001 on shuffled batches of 100.
+The original was an Estimator (gone in TF 2.16); what it gave its users is kept: softmax
+probabilities logged every 50 steps, loss and steps/sec every 100, checkpoints in --model_dir
+with resume on re-run, event files for TensorBoard, and a final evaluation over the 10,000 test
+images printing {'accuracy': ..., 'loss': ..., 'global_step': ...}.
+Report: 0.9699 after 20,000 steps (tutorial: 0.9733, loss 0.0902).
+"""
+
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from common import data
+from common import mnist_input
+from common import training
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string('model_dir', '/tmp/mnist_convnet_model',
+                        'Where checkpoints and event files go (re-running resumes from it).')
+    flags.DEFINE_integer('train_steps', 20000, 'Number of training steps.', lower_bound=0)
+    flags.DEFINE_integer('batch_size', 100, 'Training batch size.', lower_bound=1)
+    flags.DEFINE_float('learning_rate', 0.001, 'Gradient descent learning rate.', lower_bound=0.0)
+    flags.DEFINE_string('data_dir', '/tmp/mnist_data',
+                        'MNIST folder (default: $TF_CLASSICS_DATA/mnist when that is set).')
+    flags.DEFINE_integer('seed', None, 'Graph-level and shuffling seed.')
+
+
+def _dense(x, units, name, activation=None):
+    with tf.compat.v1.variable_scope(name):
+        w = tf.compat.v1.get_variable('kernel', [x.shape[-1], units],
+                                      initializer=tf.compat.v1.glorot_uniform_initializer())
+        b = tf.compat.v1.get_variable('bias', [units], initializer=tf.compat.v1.zeros_initializer())
+        y = tf.matmul(x, w) + b
+        return activation(y) if activation else y
+
+
+def _conv(x, filters, name):
+    with tf.compat.v1.variable_scope(name):
+        w = tf.compat.v1.get_variable('kernel', [5, 5, x.shape[-1], filters],
+                                      initializer=tf.compat.v1.glorot_uniform_initializer())
+        b = tf.compat.v1.get_variable('bias', [filters],
+                                      initializer=tf.compat.v1.zeros_initializer())
+        return tf.nn.relu(tf.nn.conv2d(x, w, 1, 'SAME') + b)
+
+
+def cnn_model(images, training):
+    """The tutorial's cnn_model_fn network (tf.layers defaults: Glorot-uniform kernels, zero
+    biases). images float32 [batch, 784]; training a bool tensor. Returns logits [batch, 10]."""
+    input_layer = tf.reshape(images, [-1, 28, 28, 1])
+    conv1 = _conv(input_layer, 32, 'conv2d')
+    pool1 = tf.nn.max_pool2d(conv1, 2, 2, 'VALID')
+    conv2 = _conv(pool1, 64, 'conv2d_1')
+    pool2 = tf.nn.max_pool2d(conv2, 2, 2, 'VALID')
+    pool2_flat = tf.reshape(pool2, [-1, 7 * 7 * 64])
+    dense = _dense(pool2_flat, 1024, 'dense', tf.nn.relu)
+    dropout = tf.compat.v1.cond(training, lambda: tf.nn.dropout(dense, rate=0.4), lambda: dense)
+    return _dense(dropout, 10, 'dense_1')
+
+
+class Model(object):
+    """The graph: placeholders, logits, loss, train op and evaluation counters."""
+
+    def __init__(self, learning_rate):
+        self.images = tf.compat.v1.placeholder(tf.float32, [None, 784], name='images')
+        self.labels = tf.compat.v1.placeholder(tf.int32, [None], name='labels')
+        self.training = tf.compat.v1.placeholder_with_default(False, [], name='training')
+        self.global_step = tf.compat.v1.train.get_or_create_global_step()
+        logits = cnn_model(self.images, self.training)
+        self.probabilities = tf.nn.softmax(logits, name='softmax_tensor')
+        self.loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels=self.labels,
+                                                                     logits=logits)
+        tf.compat.v1.summary.scalar('loss', self.loss)
+        optimizer = tf.compat.v1.train.GradientDescentOptimizer(learning_rate)
+        self.train_op = optimizer.minimize(self.loss, global_step=self.global_step)
+        self.correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32),
+                                                      self.labels), tf.int32))
+
+
+def train(model, mnist, config=None):
+    """Trains to --train_steps, resuming from --model_dir; logs as the Estimator did."""
+    hooks = [
+        tf.compat.v1.train.StopAtStepHook(last_step=FLAGS.train_steps),
+        tf.compat.v1.train.LoggingTensorHook({'probabilities': model.probabilities},
+                                             every_n_iter=50),
+        tf.compat.v1.train.LoggingTensorHook({'loss': model.loss, 'step': model.global_step},
+                                             every_n_iter=100),
+        tf.compat.v1.train.NanTensorHook(model.loss),
+    ]
+    start = time.time()
+    with tf.compat.v1.train.MonitoredTrainingSession(
+            checkpoint_dir=FLAGS.model_dir, hooks=hooks, save_checkpoint_steps=1000,
+            save_summaries_steps=100, log_step_count_steps=100, config=config) as sess:
+        while not sess.should_stop():
+            images, labels = mnist.train.next_batch(FLAGS.batch_size)
+            sess.run(model.train_op, feed_dict={model.images: images, model.labels: labels,
+                                                model.training: True})
+    logging.info('Training done in %.1f s', time.time() - start)
+
+
+def evaluate(model, mnist, config=None):
+    """Accuracy and mean loss of the latest checkpoint over the whole test set; returns a dict
+    and writes them as summaries to model_dir/eval."""
+    saver = tf.compat.v1.train.Saver()
+    with tf.compat.v1.Session(config=config) as sess:
+        saver.restore(sess, tf.train.latest_checkpoint(FLAGS.model_dir))
+        correct, loss_sum, n = 0, 0.0, mnist.test.num_examples
+        for start in range(0, n, 1000):
+            feed = {model.images: mnist.test.images[start:start + 1000],
+                    model.labels: mnist.test.labels[start:start + 1000]}
+            c, l = sess.run([model.correct, model.loss], feed)
+            correct += c
+            loss_sum += l * len(feed[model.labels])
+        step = sess.run(model.global_step)
+    results = {'accuracy': correct / n, 'loss': loss_sum / n, 'global_step': int(step)}
+    writer = tf.compat.v1.summary.FileWriter(FLAGS.model_dir + '/eval')
+    writer.add_summary(tf.compat.v1.Summary(value=[
+        tf.compat.v1.Summary.Value(tag='accuracy', simple_value=results['accuracy']),
+        tf.compat.v1.Summary.Value(tag='loss', simple_value=results['loss'])]), step)
+    writer.close()
+    return results
+
+
+def main(argv):
+    del argv
+    data_dir = data.resolve_data_dir('mnist', FLAGS.data_dir, FLAGS['data_dir'].present)
+    try:
+        mnist = mnist_input.read_data_sets(data_dir, seed=FLAGS.seed)
+    except data.DataError as e:
+        sys.exit('error: %s' % e)
+    training.prepare_train_dir(FLAGS.model_dir, fresh=False)
+    training.save_flags(FLAGS.model_dir, FLAGS)
+    with tf.Graph().as_default():
+        if FLAGS.seed is not None:
+            tf.compat.v1.set_random_seed(FLAGS.seed)
+        model = Model(FLAGS.learning_rate)
+        train(model, mnist)
+        results = evaluate(model, mnist)
+    print({k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v)
+           for k, v in results.items()}, flush=True)
+
+
+if __name__ == '__main__':
+    define_flags()
+    app.run(main)

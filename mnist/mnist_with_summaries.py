@@ -1,0 +1,173 @@
+"""The "TensorBoard: Visualizing Learning" tutorial (mnist_with_summaries.py).
+
+    python mnist/mnist_with_summaries.py                                   # 1,000 steps
+    python mnist/mnist_with_summaries.py --max_steps=20000 --test_every=100  # the report's run
+    python mnist/mnist_with_summaries.py --fake_data --max_steps=10 --learning_rate=0.00
+    tensorboard --logdir /tmp/tensorflow/mnist/logs/mnist_with_summaries
+
+784-500-10 with dropout, Adam, batches of 100. Every summary the original wrote: mean, stddev,
+max, min and histogram of each weight and bias, pre-activation and activation histograms, the
+dropout keep probability, cross entropy, accuracy and 10 input images; `train` and `test`
+writers. Every --test_every steps the accuracy over the full test set is printed as
+'Accuracy at step %s: %s'; every 100th step (i % 100 == 99) runs with a full trace.
+Report: 0.9683 at 1,000 steps; 0.983 at 20,000 steps with --test_every=100.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+from common import data
+from common import mnist_input
+from common import summaries
+from common import training
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_boolean('fake_data', False, 'If true, uses fake data for unit testing.')
+    flags.DEFINE_integer('max_steps', 1000, 'Number of steps to run trainer.', lower_bound=0)
+    flags.DEFINE_float('learning_rate', 0.001, 'Initial learning rate', lower_bound=0.0)
+    flags.DEFINE_float('dropout', 0.9, 'Keep probability for training dropout.',
+                       lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_string('data_dir', '/tmp/tensorflow/mnist/input_data',
+                        'Directory for storing input data (default: $TF_CLASSICS_DATA/mnist '
+                        'when that is set).')
+    training.define_log_dir_flag(
+        os.path.join(os.getenv('TEST_TMPDIR', '/tmp'), 'tensorflow/mnist/logs/mnist_with_summaries'),
+        'Summaries log directory')
+    flags.DEFINE_integer('test_every', 10, 'Test-set accuracy every this many steps.',
+                         lower_bound=1)
+    flags.DEFINE_integer('seed', None, 'Graph-level and shuffling seed.')
+
+
+def variable_summaries(var):
+    """Mean, stddev, max, min scalars and a histogram of var (for TensorBoard)."""
+    with tf.compat.v1.name_scope('summaries'):
+        mean = tf.reduce_mean(var)
+        summaries.scalar('mean', mean, in_scope=True)
+        with tf.compat.v1.name_scope('stddev'):
+            stddev = tf.sqrt(tf.reduce_mean(tf.square(var - mean)))
+        summaries.scalar('stddev', stddev, in_scope=True)
+        summaries.scalar('max', tf.reduce_max(var), in_scope=True)
+        summaries.scalar('min', tf.reduce_min(var), in_scope=True)
+        summaries.histogram('histogram', var, in_scope=True)
+
+
+def nn_layer(input_tensor, input_dim, output_dim, layer_name, act=tf.nn.relu):
+    """matmul + bias + act, weights truncated normal (stddev 0.1), biases 0.1, with summaries."""
+    with tf.compat.v1.name_scope(layer_name):
+        with tf.compat.v1.name_scope('weights'):
+            weights = tf.compat.v1.Variable(
+                tf.random.truncated_normal([input_dim, output_dim], stddev=0.1))
+            variable_summaries(weights)
+        with tf.compat.v1.name_scope('biases'):
+            biases = tf.compat.v1.Variable(tf.constant(0.1, shape=[output_dim]))
+            variable_summaries(biases)
+        with tf.compat.v1.name_scope('Wx_plus_b'):
+            preactivate = tf.matmul(input_tensor, weights) + biases
+            summaries.histogram('pre_activations', preactivate, in_scope=True)
+        activations = act(preactivate, name='activation')
+        summaries.histogram('activations', activations, in_scope=True)
+        return activations
+
+
+class Model(object):
+    """The tutorial's graph: x, y_, keep_prob placeholders; train_step, accuracy, merged."""
+
+    def __init__(self, learning_rate):
+        with tf.compat.v1.name_scope('input'):
+            self.x = tf.compat.v1.placeholder(tf.float32, [None, 784], name='x-input')
+            self.y_ = tf.compat.v1.placeholder(tf.int64, [None], name='y-input')
+        with tf.compat.v1.name_scope('input_reshape'):
+            image_shaped_input = tf.reshape(self.x, [-1, 28, 28, 1])
+            tf.compat.v1.summary.image('input', image_shaped_input, 10)
+        hidden1 = nn_layer(self.x, 784, 500, 'layer1')
+        with tf.compat.v1.name_scope('dropout'):
+            self.keep_prob = tf.compat.v1.placeholder(tf.float32)
+            summaries.scalar('dropout_keep_probability', self.keep_prob, in_scope=True)
+            dropped = tf.nn.dropout(hidden1, rate=1 - self.keep_prob)
+        y = nn_layer(dropped, 500, 10, 'layer2', act=tf.identity)
+        with tf.compat.v1.name_scope('cross_entropy'):
+            with tf.compat.v1.name_scope('total'):
+                self.cross_entropy = tf.compat.v1.losses.sparse_softmax_cross_entropy(
+                    labels=self.y_, logits=y)
+        summaries.scalar('cross_entropy', self.cross_entropy, in_scope=True)
+        with tf.compat.v1.name_scope('train'):
+            self.train_step = tf.compat.v1.train.AdamOptimizer(learning_rate).minimize(
+                self.cross_entropy)
+        with tf.compat.v1.name_scope('accuracy'):
+            with tf.compat.v1.name_scope('correct_prediction'):
+                correct_prediction = tf.equal(tf.argmax(y, 1), self.y_)
+            with tf.compat.v1.name_scope('accuracy'):
+                self.accuracy = tf.reduce_mean(tf.cast(correct_prediction, tf.float32))
+        summaries.scalar('accuracy', self.accuracy, in_scope=True)
+        self.merged = tf.compat.v1.summary.merge_all()
+
+
+def train(mnist):
+    """The tutorial's loop. Returns the final test-set accuracy."""
+    model = Model(FLAGS.learning_rate)
+    sess = tf.compat.v1.Session()
+    train_writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/train', sess.graph)
+    test_writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/test')
+    sess.run(tf.compat.v1.global_variables_initializer())
+
+    def feed_dict(train_batch):
+        """A training batch with dropout, or the whole test set without."""
+        if train_batch or FLAGS.fake_data:
+            xs, ys = mnist.train.next_batch(100)
+            k = FLAGS.dropout
+        else:
+            xs, ys = mnist.test.images, mnist.test.labels
+            k = 1.0
+        return {model.x: xs, model.y_: ys, model.keep_prob: k}
+
+    for i in range(FLAGS.max_steps):
+        if i % FLAGS.test_every == 0:  # Record summaries and test-set accuracy
+            summary, acc = sess.run([model.merged, model.accuracy], feed_dict=feed_dict(False))
+            test_writer.add_summary(summary, i)
+            print('Accuracy at step %s: %s' % (i, acc), flush=True)
+        elif i % 100 == 99:  # Record execution stats
+            run_options = tf.compat.v1.RunOptions(
+                trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+            run_metadata = tf.compat.v1.RunMetadata()
+            summary, _ = sess.run([model.merged, model.train_step], feed_dict=feed_dict(True),
+                                  options=run_options, run_metadata=run_metadata)
+            train_writer.add_run_metadata(run_metadata, 'step%03d' % i)
+            train_writer.add_summary(summary, i)
+            print('Adding run metadata for', i, flush=True)
+        else:  # Record a summary
+            summary, _ = sess.run([model.merged, model.train_step], feed_dict=feed_dict(True))
+            train_writer.add_summary(summary, i)
+    summary, acc = sess.run([model.merged, model.accuracy], feed_dict=feed_dict(False))
+    test_writer.add_summary(summary, FLAGS.max_steps)
+    print('Final test accuracy after %d steps: %s' % (FLAGS.max_steps, acc), flush=True)
+    train_writer.close()
+    test_writer.close()
+    sess.close()
+    return acc
+
+
+def main(argv):
+    del argv
+    data_dir = data.resolve_data_dir('mnist', FLAGS.data_dir, FLAGS['data_dir'].present)
+    try:
+        mnist = mnist_input.read_data_sets(data_dir, fake_data=FLAGS.fake_data, seed=FLAGS.seed)
+    except data.DataError as e:
+        sys.exit('error: %s' % e)
+    # The original deleted log_dir; a previous run is moved aside instead.
+    training.prepare_train_dir(FLAGS.log_dir, fresh=True)
+    with tf.Graph().as_default():
+        if FLAGS.seed is not None:
+            tf.compat.v1.set_random_seed(FLAGS.seed)
+        train(mnist)
+
+
+if __name__ == '__main__':
+    define_flags()
+    app.run(main)
