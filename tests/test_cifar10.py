@@ -304,3 +304,78 @@ def test_bad_flag_value_is_one_clear_error(tmp_path):
                         '--train_dir=%s' % tmp_path)
     assert result.returncode == 1
     assert 'flag --num_gpus=0: 0 is not a positive integer' in result.stderr
+
+
+def test_fp16_model_trains_a_step():
+    with tf.Graph().as_default():
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        images = tf.random.normal([4, 24, 24, 3], seed=1)
+        logits = model.inference(images, use_fp16=True)
+        total_loss = model.loss(logits, tf.constant([0, 1, 2, 3]))
+        train_op = model.train(total_loss, global_step, 4)
+        assert tf.compat.v1.trainable_variables()[0].dtype.base_dtype == tf.float16
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run(train_op)
+            assert np.isfinite(sess.run(total_loss)) and sess.run(global_step) == 1
+
+
+def test_eval_skips_a_checkpoint_rotated_away(tmp_path, capsys):
+    from cifar10 import eval as cifar10_eval
+    with tf.Graph().as_default():
+        tf.compat.v1.get_variable('v', [1])
+        saver = tf.compat.v1.train.Saver()
+        writer = tf.compat.v1.summary.FileWriter(str(tmp_path))
+        result = cifar10_eval.eval_once(saver, writer, None, None,
+                                        str(tmp_path / 'model.ckpt-500'), 10, 10)
+        writer.close()
+    assert result is None
+    assert 'model.ckpt-500 is gone (rotated away?), skipped' in capsys.readouterr().out
+
+
+def test_eval_polls_waits_evaluates_each_checkpoint_once_and_stops_on_ctrl_c(trained, tmp_path):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import REPO, shared_data_root
+    train_dir, _ = trained
+    watched = tmp_path / 'train'
+    watched.mkdir()
+    env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CLASSICS_DATA=shared_data_root())
+    proc = subprocess.Popen(
+        [sys.executable, 'cifar10/eval.py', '--checkpoint_dir=%s' % watched,
+         '--eval_dir=%s' % (tmp_path / 'eval'), '--eval_interval_secs=1', '--num_examples=100',
+         '--batch_size=50'], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    lines = []
+
+    def wait_for(pattern, limit=120):
+        deadline = time.time() + limit
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if re.search(pattern, line):
+                return True
+        return False
+
+    try:
+        assert wait_for(r'no checkpoint in .* yet; waiting'), ''.join(lines)
+        # A checkpoint appears (the 'checkpoint' state file last, as the Saver writes it).
+        for f in glob.glob(os.path.join(train_dir, 'model.ckpt-20.*')):
+            shutil.copy(f, watched)
+        (watched / 'checkpoint').write_text('model_checkpoint_path: "model.ckpt-20"\n')
+        assert wait_for(r'precision @ 1 = \d\.\d{3}$'), ''.join(lines)
+        time.sleep(4)  # several more polls: the same checkpoint is not evaluated again
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines.append(out)
+    assert ''.join(lines).count('precision @ 1') == 1
+    assert proc.returncode == 0
+    assert 'Interrupted: evaluator stopped.' in err and 'Traceback' not in err
