@@ -7,6 +7,8 @@
 DataSet did. `fake_data=True` gives the original's fake set (every image all ones, label 1).
 """
 
+import sys
+
 import numpy as np
 
 from common import data
@@ -75,3 +77,33 @@ def read_data_sets(data_dir, fake_data=False, seed=None, scale=True, reshape=Tru
                             reshape=reshape),
                     DataSet(mnist.test_images, mnist.test_labels, seed, scale=scale,
                             reshape=reshape))
+
+
+def read_data_sets_for(flag_values, **kwargs):
+    """read_data_sets from the script's --data_dir (or $TF_CLASSICS_DATA/mnist, or the
+    default); exits with the one-line error on missing or corrupt data."""
+    data_dir = data.resolve_data_dir('mnist', flag_values.data_dir,
+                                     flag_values['data_dir'].present)
+    try:
+        return read_data_sets(data_dir, **kwargs)
+    except data.DataError as e:
+        sys.exit('error: %s' % e)
+
+
+def evaluate(sess, correct, loss, images, labels, dataset, batch_size=1000):
+    """Accuracy and mean loss over a whole DataSet, in batches.
+
+    Args:
+      correct: tensor, number of right predictions in the batch fed.
+      loss: tensor, mean loss of the batch fed.
+      images, labels: the placeholders to feed.
+    Returns (accuracy, mean loss).
+    """
+    total_correct, total_loss, n = 0.0, 0.0, dataset.num_examples
+    for start in range(0, n, batch_size):
+        feed = {images: dataset.images[start:start + batch_size],
+                labels: dataset.labels[start:start + batch_size]}
+        c, l = sess.run([correct, loss], feed)
+        total_correct += c
+        total_loss += l * len(feed[labels])
+    return total_correct / n, total_loss / n

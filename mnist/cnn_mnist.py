@@ -12,7 +12,6 @@ images printing {'accuracy': ..., 'loss': ..., 'global_step': ...}.
 Report: 0.9699 after 20,000 steps (tutorial: 0.9733, loss 0.0902).
 """
 
-import sys
 import time
 
 from absl import app
@@ -21,7 +20,6 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from common import data
 from common import mnist_input
 from common import training
 
@@ -117,15 +115,10 @@ def evaluate(model, mnist, config=None):
     saver = tf.compat.v1.train.Saver()
     with tf.compat.v1.Session(config=config) as sess:
         saver.restore(sess, tf.train.latest_checkpoint(FLAGS.model_dir))
-        correct, loss_sum, n = 0, 0.0, mnist.test.num_examples
-        for start in range(0, n, 1000):
-            feed = {model.images: mnist.test.images[start:start + 1000],
-                    model.labels: mnist.test.labels[start:start + 1000]}
-            c, l = sess.run([model.correct, model.loss], feed)
-            correct += c
-            loss_sum += l * len(feed[model.labels])
+        accuracy, loss = mnist_input.evaluate(sess, model.correct, model.loss, model.images,
+                                              model.labels, mnist.test)
         step = sess.run(model.global_step)
-    results = {'accuracy': correct / n, 'loss': loss_sum / n, 'global_step': int(step)}
+    results = {'accuracy': accuracy, 'loss': loss, 'global_step': int(step)}
     writer = tf.compat.v1.summary.FileWriter(FLAGS.model_dir + '/eval')
     writer.add_summary(tf.compat.v1.Summary(value=[
         tf.compat.v1.Summary.Value(tag='accuracy', simple_value=results['accuracy']),
@@ -136,11 +129,7 @@ def evaluate(model, mnist, config=None):
 
 def main(argv):
     del argv
-    data_dir = data.resolve_data_dir('mnist', FLAGS.data_dir, FLAGS['data_dir'].present)
-    try:
-        mnist = mnist_input.read_data_sets(data_dir, seed=FLAGS.seed)
-    except data.DataError as e:
-        sys.exit('error: %s' % e)
+    mnist = mnist_input.read_data_sets_for(FLAGS, seed=FLAGS.seed)
     training.prepare_train_dir(FLAGS.model_dir, fresh=False)
     training.save_flags(FLAGS.model_dir, FLAGS)
     with tf.Graph().as_default():

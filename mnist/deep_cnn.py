@@ -10,13 +10,11 @@ train and test accuracy/loss scalars and weight/bias histograms to TensorBoard, 
 accuracy printed. Report: 0.9926 after 10,000 batches (Görner: 0.9928-0.9931).
 """
 
-import sys
 
 from absl import app
 from absl import flags
 import tensorflow as tf
 
-from common import data
 from common import mnist_input
 from common import training
 
@@ -87,19 +85,6 @@ class Model(object):
                  for v in tf.compat.v1.trainable_variables()])
 
 
-def evaluate_test_set(sess, model, mnist):
-    """(accuracy, loss per 100 images) of the current weights over the whole test set."""
-    correct, loss = 0.0, 0.0
-    n = mnist.test.num_examples
-    for start in range(0, n, 1000):
-        feed = {model.images: mnist.test.images[start:start + 1000],
-                model.labels: mnist.test.labels[start:start + 1000]}
-        c, l = sess.run([model.correct, model.loss], feed)
-        correct += c
-        loss += l * len(feed[model.labels])
-    return correct / n, loss / n
-
-
 def _scalars(**values):
     return tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=k, simple_value=float(v))
                                        for k, v in values.items()])
@@ -118,7 +103,8 @@ def train(mnist):
                 train_correct, train_loss, lr, hist = sess.run(
                     [model.correct, model.loss, model.lr, model.histograms],
                     {model.images: images, model.labels: labels})
-                acc, loss = evaluate_test_set(sess, model, mnist)
+                acc, loss = mnist_input.evaluate(sess, model.correct, model.loss, model.images,
+                                                 model.labels, mnist.test)
                 writer.add_summary(_scalars(**{
                     'train/accuracy': train_correct / len(labels), 'train/cross_entropy':
                     train_loss, 'test/accuracy': acc, 'test/cross_entropy': loss,
@@ -139,11 +125,7 @@ def train(mnist):
 
 def main(argv):
     del argv
-    data_dir = data.resolve_data_dir('mnist', FLAGS.data_dir, FLAGS['data_dir'].present)
-    try:
-        mnist = mnist_input.read_data_sets(data_dir, seed=FLAGS.seed)
-    except data.DataError as e:
-        sys.exit('error: %s' % e)
+    mnist = mnist_input.read_data_sets_for(FLAGS, seed=FLAGS.seed)
     training.prepare_train_dir(FLAGS.log_dir, fresh=True)
     training.save_flags(FLAGS.log_dir, FLAGS)
     with tf.Graph().as_default():

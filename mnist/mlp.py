@@ -19,7 +19,6 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from common import data
 from common import mnist_input
 
 FLAGS = flags.FLAGS
@@ -111,11 +110,7 @@ def plot_samples(images, labels, path):
 
 def main(argv):
     del argv
-    data_dir = data.resolve_data_dir('mnist', FLAGS.data_dir, FLAGS['data_dir'].present)
-    try:
-        mnist = mnist_input.read_data_sets(data_dir, scale=False)
-    except data.DataError as e:
-        sys.exit('error: %s' % e)
+    mnist = mnist_input.read_data_sets_for(FLAGS, scale=False)
     train_images = mnist.train.images.astype(np.float32)  # raw pixels, not scaled
     test_images = mnist.test.images.astype(np.float32)
     if FLAGS.plot_samples:

@@ -14,13 +14,11 @@ Report: 0.9683 at 1,000 steps; 0.983 at 20,000 steps with --test_every=100.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 import tensorflow as tf
 
-from common import data
 from common import mnist_input
 from common import summaries
 from common import training
@@ -155,11 +153,7 @@ def train(mnist):
 
 def main(argv):
     del argv
-    data_dir = data.resolve_data_dir('mnist', FLAGS.data_dir, FLAGS['data_dir'].present)
-    try:
-        mnist = mnist_input.read_data_sets(data_dir, fake_data=FLAGS.fake_data, seed=FLAGS.seed)
-    except data.DataError as e:
-        sys.exit('error: %s' % e)
+    mnist = mnist_input.read_data_sets_for(FLAGS, fake_data=FLAGS.fake_data, seed=FLAGS.seed)
     # The original deleted log_dir; a previous run is moved aside instead.
     training.prepare_train_dir(FLAGS.log_dir, fresh=True)
     with tf.Graph().as_default():
