@@ -1,0 +1,446 @@
+"""Rerun the whole report: every experiment, its result JSON, RESULTS.md and one chart each.
+
+Run through run_all.sh (which sets up .venv first):
+
+    ./run_all.sh                       # everything, full settings (hours: CIFAR-10 dominates)
+    ./run_all.sh --quick               # the same experiments with tiny step counts (minutes)
+    ./run_all.sh --only deep_cnn,mlp   # some of them
+    ./run_all.sh --list                # names, settings and reported figures
+    ./run_all.sh --seeds 3             # each experiment 3 times, mean ± std
+
+Each experiment writes <out>/<name>/ (default out: runs/): flags.json (the commands),
+log.txt, TensorBoard event files, checkpoints, and result.json (final accuracy, steps, wall
+seconds, hardware, TensorFlow version, git commit). Re-running skips finished experiments
+(result.json present) and resumes a killed one from its checkpoint. CIFAR-10 training and its
+evaluator run at the same time, as in the report; the figure is the evaluator's precision @ 1
+on the last checkpoint.
+"""
+
+import argparse
+import collections
+import datetime
+import json
+import logging
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+Experiment = collections.namedtuple(
+    'Experiment', 'name what reported reported_text kind script args quick_args steps quick_steps '
+                  'minutes')
+
+CIFAR_REPORT = ['--checkpoint_steps=500', '--min_fraction_of_examples_in_queue=0.2']
+CIFAR_QUICK = ['--checkpoint_steps=5', '--summary_steps=2', '--min_fraction_of_examples_in_queue=0.01']
+
+# minutes: full-run wall time on the 2-core CPU machine of the README (for the progress line).
+EXPERIMENTS = [
+    Experiment('cnn_mnist', 'cnn_mnist, 20,000 steps', 0.9699, '0.9699', 'cnn_mnist',
+               'mnist/cnn_mnist.py', ['--train_steps=20000'], ['--train_steps=30'], 20000, 30,
+               60),
+    Experiment('summaries_1k', 'mnist_with_summaries, 1,000 steps', 0.9683, '0.9683',
+               'summaries', 'mnist/mnist_with_summaries.py', ['--max_steps=1000'],
+               ['--max_steps=30'], 1000, 30, 2),
+    Experiment('summaries_20k', 'mnist_with_summaries, 20,000 steps, test every 100', 0.983,
+               '0.983', 'summaries', 'mnist/mnist_with_summaries.py',
+               ['--max_steps=20000', '--test_every=100'], ['--max_steps=40', '--test_every=20'],
+               20000, 40, 12),
+    Experiment('deep_cnn', '3-conv-layer CNN, 10,000 batches', 0.9926, '0.9926', 'deep_cnn',
+               'mnist/deep_cnn.py', ['--max_steps=10000'], ['--max_steps=20', '--eval_every=10'],
+               10000, 20, 20),
+    Experiment('mlp', '784-1024-10 MLP, 301 full-batch steps', 0.864, '0.864', 'mlp',
+               'mnist/mlp.py', [], ['--num_steps=2'], 301, 2, 15),
+    Experiment('mlp_grid', "the MLP's grid search (the report's 8 configurations)", None,
+               'only 1024 / 0.0001 above 0.80', 'mlp_grid', 'mnist/mlp.py', ['--grid=report'],
+               ['--grid=report', '--num_steps=1'], 301, 1, 60),
+    Experiment('cifar10', 'multi_gpu_train 60,000 steps + eval.py every 27 s', 0.838, '0.838',
+               'cifar10', 'cifar10/multi_gpu_train.py', ['--max_steps=60000'] + CIFAR_REPORT,
+               ['--max_steps=10'] + CIFAR_QUICK, 60000, 10, 240),
+    Experiment('case1', 'Adam, lr 0.1, batch 512, extra conv21, 10,000 steps', None, 'very poor',
+               'cifar10', 'cifar10/multi_gpu_train.py',
+               ['--max_steps=10000', '--optimizer=adam', '--initial_learning_rate=0.1',
+                '--batch_size=512', '--conv21'] + CIFAR_REPORT,
+               ['--max_steps=5', '--optimizer=adam', '--initial_learning_rate=0.1',
+                '--batch_size=512', '--conv21'] + CIFAR_QUICK, 10000, 5, 160),
+    Experiment('case2', 'Adam, lr 0.001, decay factor 0.001, batch 128, 10,000 steps', 0.815,
+               '0.815', 'cifar10', 'cifar10/multi_gpu_train.py',
+               ['--max_steps=10000', '--optimizer=adam', '--initial_learning_rate=0.001',
+                '--learning_rate_decay_factor=0.001'] + CIFAR_REPORT,
+               ['--max_steps=10', '--optimizer=adam', '--initial_learning_rate=0.001',
+                '--learning_rate_decay_factor=0.001'] + CIFAR_QUICK, 10000, 10, 40),
+    Experiment('case3', 'Adam, lr 0.001, decay factor 0.001, batch 512, 10,000 steps', 0.828,
+               '0.828', 'cifar10', 'cifar10/multi_gpu_train.py',
+               ['--max_steps=10000', '--optimizer=adam', '--initial_learning_rate=0.001',
+                '--learning_rate_decay_factor=0.001', '--batch_size=512'] + CIFAR_REPORT,
+               ['--max_steps=5', '--optimizer=adam', '--initial_learning_rate=0.001',
+                '--learning_rate_decay_factor=0.001', '--batch_size=512'] + CIFAR_QUICK,
+               10000, 5, 160),
+    Experiment('case4', 'gradient descent, original lr, batch 512, 10,000 steps', 0.843, '0.843',
+               'cifar10', 'cifar10/multi_gpu_train.py',
+               ['--max_steps=10000', '--batch_size=512'] + CIFAR_REPORT,
+               ['--max_steps=5', '--batch_size=512'] + CIFAR_QUICK, 10000, 5, 160),
+]
+BY_NAME = {e.name: e for e in EXPERIMENTS}
+
+
+class ReportError(Exception):
+    """A bad option or missing data: reported in one line before anything runs."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one experiment
+# ---------------------------------------------------------------------------------------------
+
+def _python():
+    return sys.executable
+
+
+def _run(cmd, log, env):
+    """Runs cmd, appending its output to the open log file; raises on failure."""
+    log.write('$ %s\n' % ' '.join(cmd))
+    log.flush()
+    rc = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if rc != 0:
+        raise RuntimeError('%s exited with status %d (see %s)' % (cmd[1], rc, log.name))
+
+
+def _commands(exp, run_dir, quick, seed):
+    """The commands of one experiment run; CIFAR-10's evaluator is returned separately."""
+    args = list(exp.quick_args if quick else exp.args)
+    if seed is not None:
+        args.append('--seed=%d' % seed)
+    py = _python()
+    if exp.kind == 'cnn_mnist':
+        return [[py, exp.script, '--model_dir=%s/model' % run_dir] + args], None, None
+    if exp.kind in ('summaries', 'deep_cnn'):
+        return [[py, exp.script, '--log_dir=%s/logs' % run_dir] + args], None, None
+    if exp.kind in ('mlp', 'mlp_grid'):
+        return [[py, exp.script] + args], None, None
+    train_dir, eval_dir = '%s/train' % run_dir, '%s/eval' % run_dir
+    eval_args = [py, 'cifar10/eval.py', '--checkpoint_dir=' + train_dir,
+                 '--eval_dir=' + eval_dir]
+    eval_args += [a for a in args if a == '--conv21']  # the evaluator builds the same model
+    if quick:
+        eval_args.append('--num_examples=500')
+    poller = eval_args + ['--eval_interval_secs=%d' % (2 if quick else 27)]
+    final = eval_args + ['--run_once']
+    return [[py, exp.script, '--train_dir=' + train_dir] + args], poller, final
+
+
+def _last_float(pattern, text):
+    found = re.findall(pattern, text, re.M)
+    if not found:
+        raise RuntimeError('no line matching %r in the log' % pattern)
+    return float(found[-1])
+
+
+def parse_result(exp, log_text):
+    """The reproduced figure (a fraction) from the experiment's log, and extra facts."""
+    if exp.kind == 'cnn_mnist':
+        return _last_float(r"^\{'accuracy': ([\d.]+),", log_text), {}
+    if exp.kind == 'summaries':
+        return _last_float(r'^Final test accuracy after \d+ steps: ([\d.]+)$', log_text), {}
+    if exp.kind == 'deep_cnn':
+        return _last_float(r'^Final test accuracy after \d+ batches: ([\d.]+)$', log_text), {}
+    if exp.kind == 'mlp':
+        return _last_float(r'^Test accuracy: ([\d.]+)%$', log_text) / 100, {
+            'loss_at_step_0': float(re.search(r'^Loss at step 0: ([\d.]+)', log_text,
+                                              re.M).group(1))}
+    if exp.kind == 'mlp_grid':
+        rows = re.findall(r'^\| (\d+) \| ([\d.e-]+) \| \S+ \| \S+ \| ([\d.]+|nan)%? \|$',
+                          log_text, re.M)
+        above = ['%s / %s' % (h, lr) for h, lr, acc in rows if acc != 'nan' and
+                 float(acc) > 80.0]
+        best = max((float(a) if a != 'nan' else 0.0) for _, _, a in rows) / 100
+        return best, {'above_80': above, 'configurations': len(rows)}
+    return _last_float(r'precision @ 1 = ([\d.]+)$', log_text), {}
+
+
+def _hardware():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = re.search(r'^model name\s*:\s*(.*)$', f.read(), re.M).group(1)
+    except (OSError, AttributeError):
+        pass
+    try:
+        gpus = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True,
+                              timeout=10).stdout.strip().splitlines()
+    except (OSError, subprocess.SubprocessError):
+        gpus = []
+    return '%s, %d cores%s' % (cpu, os.cpu_count(), (', ' + ', '.join(gpus)) if gpus else
+                               ', no GPU')
+
+
+def _git_commit():
+    try:
+        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
+                              capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def _tf_version():
+    out = subprocess.run([_python(), '-c', 'import tensorflow as tf; print(tf.__version__)'],
+                         capture_output=True, text=True, env=_env())
+    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else None
+
+
+def _env():
+    return dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
+
+
+def run_experiment(exp, run_dir, quick, seed, facts):
+    """Runs one experiment into run_dir (resuming a killed run) and writes result.json."""
+    os.makedirs(run_dir, exist_ok=True)
+    commands, poller_cmd, final_eval = _commands(exp, run_dir, quick, seed)
+    with open(os.path.join(run_dir, 'flags.json'), 'w') as f:
+        json.dump({'commands': commands + [c for c in (poller_cmd, final_eval) if c],
+                   'quick': quick, 'seed': seed}, f, indent=2)
+    env = _env()
+    start = time.time()
+    log_path = os.path.join(run_dir, 'log.txt')
+    with open(log_path, 'a') as log:
+        poller = None
+        if poller_cmd:  # the evaluator beside training, as in the report
+            poller_log = open(os.path.join(run_dir, 'eval_log.txt'), 'a')
+            poller = subprocess.Popen(poller_cmd, cwd=REPO, stdout=poller_log,
+                                      stderr=subprocess.STDOUT, env=env)
+        try:
+            for cmd in commands:
+                _run(cmd, log, env)
+            if final_eval:  # the last checkpoint, whether or not the poller reached it
+                _run(final_eval, log, env)
+        finally:
+            if poller:
+                poller.send_signal(signal.SIGINT)
+                try:
+                    poller.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    poller.kill()
+                poller_log.close()
+    wall = time.time() - start
+    with open(log_path) as f:
+        value, extra = parse_result(exp, f.read())
+    result = dict(name=exp.name, reproduced=value, reported=exp.reported,
+                  reported_text=exp.reported_text,
+                  steps=exp.quick_steps if quick else exp.steps, wall_seconds=round(wall, 1),
+                  quick=quick, seed=seed, **facts, **extra)
+    with open(os.path.join(run_dir, 'result.json'), 'w') as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts and the results table
+# ---------------------------------------------------------------------------------------------
+
+CURVES = {  # kind -> [(event folder under the run dir, tag, label)]
+    'cnn_mnist': [('model', 'loss', 'train loss'), ('model/eval', 'accuracy', 'test accuracy')],
+    'summaries': [('logs/test', 'accuracy', 'test accuracy'),
+                  ('logs/train', 'cross_entropy', 'train cross entropy')],
+    'deep_cnn': [('logs', 'test/accuracy', 'test accuracy'),
+                 ('logs', 'test/cross_entropy', 'test loss (per 100 images)')],
+    'cifar10': [('eval', 'Precision @ 1', 'precision @ 1'),
+                ('train', 'total_loss (raw)', 'train loss')],
+}
+
+
+def read_curves(exp, run_dir):
+    """[(label, steps, values)] read back from the event files (or, for the MLP, its log)."""
+    if exp.kind in ('mlp', 'mlp_grid'):
+        with open(os.path.join(run_dir, 'log.txt')) as f:
+            text = f.read()
+        if exp.kind == 'mlp':
+            steps = [int(s) for s in re.findall(r'^Loss at step (\d+):', text, re.M)]
+            acc = [float(a) / 100 for a in re.findall(r'^Test accuracy: ([\d.]+)%', text, re.M)]
+            loss = [float(v) for v in re.findall(r'^Loss at step \d+: ([\d.]+)', text, re.M)]
+            return [('test accuracy', steps, acc[:len(steps)]), ('train loss', steps, loss)]
+        rows = re.findall(r'^\| (\d+) \| ([\d.e-]+) \| \S+ \| \S+ \| ([\d.]+|nan)%? \|$', text,
+                          re.M)
+        return [('test accuracy by configuration', ['%s/%s' % (h, lr) for h, lr, _ in rows],
+                 [float(a) / 100 if a != 'nan' else 0.0 for _, _, a in rows])]
+    from tensorboard.backend.event_processing import event_accumulator
+    logging.getLogger('tensorboard').setLevel(logging.ERROR)  # graph-overwrite warnings
+    curves = []
+    for folder, tag, label in CURVES[exp.kind]:
+        path = os.path.join(run_dir, folder)
+        if not os.path.isdir(path):
+            continue
+        acc = event_accumulator.EventAccumulator(path, size_guidance={'scalars': 0})
+        acc.Reload()
+        if tag in acc.Tags()['scalars']:
+            events = acc.Scalars(tag)
+            curves.append((label, [e.step for e in events], [e.value for e in events]))
+    return curves
+
+
+def plot(exp, curves, path):
+    """One PNG: accuracy on the left axis, loss on the right (as TensorBoard showed them)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if exp.kind == 'mlp_grid':
+        (label, names, values), = curves
+        ax.bar(range(len(names)), values)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=45, ha='right')
+        ax.set_ylabel(label)
+        ax.axhline(0.8, color='gray', linestyle='--')
+    else:
+        right = None
+        for i, (label, steps, values) in enumerate(curves):
+            target = ax
+            if 'loss' in label or 'entropy' in label:
+                right = right or ax.twinx()
+                target = right
+            target.plot(steps, values, marker='.' if len(steps) < 30 else None,
+                        color='C%d' % i, label=label)
+            target.set_ylabel(label)
+        ax.set_xlabel('step')
+        if exp.reported is not None:
+            ax.axhline(exp.reported, color='gray', linestyle='--', linewidth=1)
+        handles = [h for a in (ax, right) if a for h in a.get_legend_handles_labels()[0]]
+        ax.legend(handles, [h.get_label() for h in handles], loc='center right')
+    ax.set_title('%s: %s' % (exp.name, exp.what))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _fmt(value):
+    return '—' if value is None else '%.4f' % value
+
+
+def results_table(rows):
+    """RESULTS.md text from a list of per-experiment result lists (one entry per seed)."""
+    lines = ['| experiment | reported | reproduced | difference | steps | wall time | hardware |',
+             '|---|---|---|---|---|---|---|']
+    for results in rows:
+        r = results[0]
+        values = [x['reproduced'] for x in results]
+        mean = statistics.mean(values)
+        shown = _fmt(mean) if len(values) == 1 else '%.4f ± %.4f (%d seeds)' % (
+            mean, statistics.stdev(values), len(values))
+        if r['name'] == 'mlp_grid':
+            shown += ' best; above 0.80: %s' % (', '.join(r.get('above_80', [])) or 'none')
+        diff = '—' if r['reported'] is None else '%+.4f' % (mean - r['reported'])
+        wall = sum(x['wall_seconds'] for x in results) / len(results)
+        lines.append('| %s | %s | %s | %s | %s | %s | %s |' % (
+            r['name'], r['reported_text'], shown, diff, '{:,}'.format(r['steps']),
+            str(datetime.timedelta(seconds=int(wall))), r['hardware']))
+    return '\n'.join(lines) + '\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole report
+# ---------------------------------------------------------------------------------------------
+
+def check_data():
+    """Fails early, in one line, when the data is missing or corrupt."""
+    from common import data
+    root = os.environ.setdefault(data.DATA_ENV, os.path.join(REPO, 'data'))
+    try:
+        data.maybe_download_and_extract_cifar10(os.path.join(root, 'cifar10'))
+        data.load_mnist(os.path.join(root, 'mnist'))
+    except data.DataError as e:
+        raise ReportError(str(e))
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog='run_all.sh', description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true', help='tiny step counts (minutes)')
+    parser.add_argument('--only', default='', help='comma-separated experiment names')
+    parser.add_argument('--list', action='store_true', help='list the experiments and exit')
+    parser.add_argument('--out', default=os.path.join(REPO, 'runs'), help='output folder')
+    parser.add_argument('--seeds', type=int, default=1, help='runs per experiment (mean ± std)')
+    args = parser.parse_args(argv)  # a bad option: argparse's one-line error, status 2
+    names = [n for n in args.only.split(',') if n]
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise ReportError('unknown experiment %s in --only (known: %s)'
+                          % (', '.join(unknown), ', '.join(BY_NAME)))
+    if args.seeds < 1:
+        raise ReportError('--seeds must be at least 1, got %d' % args.seeds)
+    args.experiments = [BY_NAME[n] for n in names] if names else list(EXPERIMENTS)
+    return args
+
+
+def _clock(seconds):
+    return str(datetime.timedelta(seconds=int(seconds)))
+
+
+def main(argv):
+    try:
+        args = parse_args(argv)
+        if args.list:
+            for e in EXPERIMENTS:
+                print('%-14s %-62s reported %s' % (e.name, e.what, e.reported_text))
+            return 0
+        check_data()
+    except ReportError as e:
+        print('run_all.sh: error: %s' % e, file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    facts = dict(hardware=_hardware(), tensorflow=_tf_version(), git_commit=_git_commit())
+    plan = [(e, s) for e in args.experiments for s in range(args.seeds)]
+
+    def estimate(exp):  # seconds: the table's full-run minutes, or ~30 s for a quick run
+        return 30 if args.quick else exp.minutes * 60
+
+    left = sum(estimate(e) for e, _ in plan)
+    start = time.time()
+    rows, failed = collections.OrderedDict(), []
+    for i, (exp, seed_index) in enumerate(plan, 1):
+        seed = seed_index if args.seeds > 1 else None
+        name = exp.name if args.seeds == 1 else '%s_seed%d' % (exp.name, seed_index)
+        run_dir = os.path.join(args.out, name)
+        done = os.path.join(run_dir, 'result.json')
+        left -= estimate(exp)
+        if os.path.exists(done):
+            with open(done) as f:
+                result = json.load(f)
+            if result.get('quick') == args.quick:
+                print('[%d/%d] %s: done before, skipped' % (i, len(plan), name), flush=True)
+                rows.setdefault(exp.name, []).append(result)
+                continue
+            os.unlink(done)  # a quick result does not stand for a full one, nor the reverse
+        print('[%d/%d] %s: started (elapsed %s; estimated left after it %s)'
+              % (i, len(plan), name, _clock(time.time() - start), _clock(left)), flush=True)
+        try:
+            result = run_experiment(exp, run_dir, args.quick, seed, facts)
+        except (RuntimeError, OSError) as e:
+            print('[%d/%d] %s: FAILED: %s' % (i, len(plan), name, e), flush=True)
+            failed.append(name)
+            continue
+        rows.setdefault(exp.name, []).append(result)
+        try:
+            plot(exp, read_curves(exp, run_dir), os.path.join(args.out, name + '.png'))
+        except ImportError:
+            print('(no chart: matplotlib is not installed)', flush=True)
+        print('[%d/%d] %s: finished in %s: %.4f (reported %s)'
+              % (i, len(plan), name, _clock(result['wall_seconds']), result['reproduced'],
+                 exp.reported_text), flush=True)
+    table = results_table(list(rows.values()))
+    with open(os.path.join(args.out, 'RESULTS.md'), 'w') as f:
+        f.write('# Results%s\n\nTensorFlow %s, commit %s, %s.\n\n%s' % (
+            ' (--quick: tiny step counts, not the report\'s figures)' if args.quick else '',
+            facts['tensorflow'], facts['git_commit'], datetime.date.today(), table))
+    print('\n' + table)
+    print('Written: %s; charts %s/<name>.png; tensorboard --logdir %s'
+          % (os.path.join(args.out, 'RESULTS.md'), args.out, args.out))
+    if failed:
+        print('run_all.sh: failed: %s' % ', '.join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,115 @@
+"""run_all.sh: a quick run of two cheap experiments, its files, table, charts; TensorBoard."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from common import report
+from conftest import REPO, shared_data_root
+
+
+def _run_all(*args):
+    env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root())
+    # run_all.sh minus the venv set-up: the same report module, with this interpreter
+    return subprocess.run([sys.executable, '-m', 'common.report'] + list(args), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope='module')
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('runs')
+    result = _run_all('--quick', '--only', 'summaries_1k,deep_cnn', '--out', str(out))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return out, result
+
+
+def test_quick_run_files_table_and_charts(quick_run):
+    matplotlib_image = pytest.importorskip('matplotlib.image')
+    out, result = quick_run
+    assert re.search(r'^\[1/2\] summaries_1k: started \(elapsed 0:00:0\d; estimated left after',
+                     result.stdout, re.M)
+    assert re.search(r'^\[2/2\] deep_cnn: finished in \d:\d\d:\d\d: 0\.\d{4} \(reported 0\.9926\)',
+                     result.stdout, re.M)
+    for name in ('summaries_1k', 'deep_cnn'):
+        r = json.load(open(out / name / 'result.json'))
+        assert set(r) >= {'reproduced', 'reported', 'steps', 'wall_seconds', 'hardware',
+                          'tensorflow', 'git_commit'}
+        assert 0 < r['reproduced'] <= 1 and r['quick'] is True
+        assert r['tensorflow'].startswith('2.21')
+        assert json.load(open(out / name / 'flags.json'))['commands']
+        assert os.path.getsize(out / name / 'log.txt') > 0
+        image = matplotlib_image.imread(str(out / (name + '.png')))
+        assert image.shape[0] > 200 and image.shape[1] > 300
+        # the curves are drawn: pixels in matplotlib's first two line colours
+        for rgb in ((0.12, 0.47, 0.71), (1.0, 0.5, 0.05)):
+            close = np.abs(image[..., :3] - np.array(rgb)).max(axis=-1) < 0.05
+            assert close.sum() > 50, (name, rgb)
+    table = (out / 'RESULTS.md').read_text()
+    assert re.search(r'^\| summaries_1k \| 0\.9683 \| 0\.\d{4} \| [+-]0\.\d{4} \| 30 \| '
+                     r'\d:\d\d:\d\d \| .+ \|$', table, re.M)
+    assert re.search(r'^\| deep_cnn \| 0\.9926 \| 0\.\d{4} \|', table, re.M)
+
+    again = _run_all('--quick', '--only', 'summaries_1k', '--out', str(out))
+    assert again.returncode == 0
+    assert '[1/1] summaries_1k: done before, skipped' in again.stdout
+
+
+def test_tensorboard_serves_a_quick_runs_scalars(quick_run):
+    out, _ = quick_run
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    tensorboard = os.path.join(os.path.dirname(sys.executable), 'tensorboard')
+    proc = subprocess.Popen([tensorboard, '--logdir', str(out), '--host', '127.0.0.1',
+                             '--port', str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = ('http://127.0.0.1:%d/data/plugin/scalars/scalars?run=summaries_1k/logs/test'
+           '&tag=accuracy' % port)
+    try:
+        points, deadline = None, time.time() + 90
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    points = json.loads(response.read())
+                if points:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert points, 'no scalars from tensorboard'
+    steps = [p[1] for p in points]
+    assert steps[0] == 0 and 30 in steps
+    assert all(0 <= p[2] <= 1 for p in points)
+
+
+def test_bad_options_fail_before_anything_runs(tmp_path):
+    result = _run_all('--only', 'cifar10,nope', '--out', str(tmp_path / 'o'))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        'run_all.sh: error: unknown experiment nope in --only')
+    assert not (tmp_path / 'o').exists()
+    result = _run_all('--seeds', '0', '--out', str(tmp_path / 'o'))
+    assert result.returncode == 2 and '--seeds must be at least 1' in result.stderr
+
+
+def test_every_experiment_of_the_report_is_there():
+    assert [e.name for e in report.EXPERIMENTS] == [
+        'cnn_mnist', 'summaries_1k', 'summaries_20k', 'deep_cnn', 'mlp', 'mlp_grid', 'cifar10',
+        'case1', 'case2', 'case3', 'case4']
+    cifar = report.BY_NAME['cifar10']
+    assert cifar.args == ['--max_steps=60000', '--checkpoint_steps=500',
+                          '--min_fraction_of_examples_in_queue=0.2']
+    commands, poller, final = report._commands(report.BY_NAME['case1'], '/r', False, None)
+    assert '--conv21' in commands[0] and '--conv21' in final and '--batch_size=512' in commands[0]
+    assert '--eval_interval_secs=27' in poller
