@@ -192,14 +192,18 @@ def apply_gradients(opt, grads, global_step):
 
 def train(total_loss, global_step, batch_size, optimizer_name='sgd',
           initial_learning_rate=INITIAL_LEARNING_RATE, decay_factor=LEARNING_RATE_DECAY_FACTOR,
-          num_epochs_per_decay=NUM_EPOCHS_PER_DECAY):
-    """The single-device train op: one optimiser step plus moving averages. Returns train_op."""
+          num_epochs_per_decay=NUM_EPOCHS_PER_DECAY, wrap_optimizer=None):
+    """The single-device train op: one optimiser step plus moving averages. Returns train_op.
+
+    wrap_optimizer, if given, wraps the optimiser (e.g. in a SyncReplicasOptimizer)."""
     lr = learning_rate(global_step, batch_size, initial_learning_rate, decay_factor,
                        num_epochs_per_decay)
     summaries.scalar('learning_rate', lr)
     loss_averages_op = add_loss_summaries(total_loss)
     with tf.control_dependencies([loss_averages_op]):
         opt = optimizer(optimizer_name, lr)
+        if wrap_optimizer:
+            opt = wrap_optimizer(opt)
         grads = opt.compute_gradients(total_loss)
     train_op, _ = apply_gradients(opt, grads, global_step)
     return train_op

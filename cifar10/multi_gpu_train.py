@@ -64,18 +64,22 @@ def prefetch_queue(tensors, capacity):
 def build_towers(tower_inputs, devices, global_step, batch_size, optimizer_name='sgd',
                  initial_learning_rate=model.INITIAL_LEARNING_RATE,
                  decay_factor=model.LEARNING_RATE_DECAY_FACTOR,
-                 num_epochs_per_decay=model.NUM_EPOCHS_PER_DECAY, use_fp16=False, conv21=False):
+                 num_epochs_per_decay=model.NUM_EPOCHS_PER_DECAY, use_fp16=False, conv21=False,
+                 wrap_optimizer=None):
     """Builds one tower per device and the averaged-gradient train op.
 
     Args:
       tower_inputs: one (images, labels) pair per tower, or a callable returning one.
       devices: one device string per tower.
+      wrap_optimizer: if given, wraps the optimiser (e.g. in a SyncReplicasOptimizer).
     Returns:
       (train_op, loss of the last tower, summary_op).
     """
     lr = model.learning_rate(global_step, batch_size, initial_learning_rate, decay_factor,
                              num_epochs_per_decay)
     opt = model.optimizer(optimizer_name, lr)
+    if wrap_optimizer:
+        opt = wrap_optimizer(opt)
     tower_grads = []
     with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope()):
         for i, device in enumerate(devices):
@@ -101,12 +105,25 @@ def build_towers(tower_inputs, devices, global_step, batch_size, optimizer_name=
 
 
 def train():
-    """Builds the multi-tower graph on the CPU and trains it."""
+    """Builds the multi-tower graph on the CPU and trains it (as one worker of a cluster, if
+    the cluster flags or TF_CONFIG say so)."""
+    tower_devices = []
+
+    def session_config():
+        devices, config = training.tower_devices(FLAGS.num_gpus, FLAGS.log_device_placement)
+        tower_devices.extend(devices)
+        return config
+
+    cl, server, config = single.join_cluster(session_config)
+    devices = tower_devices
     batches_dir = single.cifar10_data_dir()
-    devices, config = training.tower_devices(FLAGS.num_gpus, FLAGS.log_device_placement)
-    training.prepare_train_dir(FLAGS.train_dir, FLAGS.fresh)
-    training.save_flags(FLAGS.train_dir, FLAGS)
-    with tf.Graph().as_default(), tf.device('/cpu:0'):
+    if cl is None or cl.task_index == 0:
+        training.prepare_train_dir(FLAGS.train_dir, FLAGS.fresh)
+        training.save_flags(FLAGS.train_dir, FLAGS)
+    wrapped = []
+    # Tower devices carry no job: in a cluster the replica device setter completes them with
+    # this worker, and sends the variables (pinned to /cpu:0) to the ps tasks.
+    with tf.Graph().as_default(), single.graph_device(cl):
         if FLAGS.seed is not None:
             tf.compat.v1.set_random_seed(FLAGS.seed)
         global_step = tf.compat.v1.train.get_or_create_global_step()
@@ -121,8 +138,10 @@ def train():
 
         train_op, loss, summary_op = build_towers(
             [dequeue] * FLAGS.num_gpus, devices, global_step, use_fp16=FLAGS.use_fp16,
-            conv21=FLAGS.conv21, **single.hparams())
-        single.run_training(train_op, loss, config, FLAGS.num_gpus, summary_op)
+            conv21=FLAGS.conv21, wrap_optimizer=single.sync_optimizer_wrapper(cl, wrapped),
+            **single.hparams())
+        single.run_training(train_op, loss, config, FLAGS.num_gpus, summary_op, cl=cl,
+                            server=server, sync_opt=wrapped[0] if wrapped else None)
 
 
 def main(argv):

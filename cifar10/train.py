@@ -16,10 +16,15 @@ import tensorflow as tf
 
 from cifar10 import inputs
 from cifar10 import model
+from common import cluster
 from common import data
 from common import training
 
 FLAGS = flags.FLAGS
+
+# How long closing a session waits for queue-runner threads. The chief's sync-token queue
+# runner can stay blocked once the other workers have stopped: don't wait the default 120 s.
+STOP_GRACE_SECS = 10
 
 
 def define_model_flags():
@@ -60,6 +65,7 @@ def define_flags():
     flags.DEFINE_boolean('fresh', False,
                          'Move an existing train_dir aside and start over instead of resuming.')
     flags.DEFINE_integer('seed', None, 'Graph-level random seed.')
+    cluster.define_flags()
 
 
 def cifar10_data_dir():
@@ -76,24 +82,104 @@ def hparams():
                 num_epochs_per_decay=FLAGS.num_epochs_per_decay)
 
 
-def run_training(train_op, loss, config, num_towers=1, summary_op=None):
+class _WorkerSessionCreator(tf.compat.v1.train.WorkerSessionCreator):
+    """A non-chief's session: checks for the chief's initialisation every second instead of
+    the default 30 s."""
+
+    def _get_session_manager(self):
+        manager = super()._get_session_manager()
+        manager._recovery_wait_secs = 1  # pylint: disable=protected-access
+        return manager
+
+
+def join_cluster(server_config_fn):
+    """Joins the cluster the flags (or TF_CONFIG) describe; returns (cluster, server, config).
+
+    cluster and server are None when training locally. server_config_fn() gives the session
+    config (with this worker's devices). A ps task serves its variables until it is killed
+    and never returns.
+    """
+    try:
+        cl = cluster.from_flags(FLAGS)
+    except ValueError as e:
+        sys.exit('error: %s' % e)
+    if cl is not None and cl.job_name == 'ps':
+        server = tf.compat.v1.train.Server(cl.spec, job_name='ps', task_index=cl.task_index)
+        print('ps task %d serving at %s' % (cl.task_index, server.target), flush=True)
+        server.join()
+    config = server_config_fn()
+    if cl is None:
+        return None, None, config
+    server = tf.compat.v1.train.Server(cl.spec, job_name='worker', task_index=cl.task_index,
+                                       config=config)
+    return cl, server, config
+
+
+def graph_device(cl):
+    """The device scope of the whole graph: the CPU locally; in a cluster, variables on the ps
+    tasks (round robin) and everything else on this worker."""
+    if cl is None:
+        return tf.device('/cpu:0')
+    return tf.compat.v1.device(tf.compat.v1.train.replica_device_setter(
+        worker_device='/job:worker/task:%d/cpu:0' % cl.task_index, cluster=cl.spec))
+
+
+def sync_optimizer_wrapper(cl, wrapped):
+    """For --sync_replicas in a cluster: a function that wraps the optimiser in a
+    SyncReplicasOptimizer aggregating every worker's gradients; it records it in `wrapped`."""
+    if cl is None or not FLAGS.sync_replicas:
+        return None
+
+    def wrap(opt):
+        wrapped.append(tf.compat.v1.train.SyncReplicasOptimizer(
+            opt, replicas_to_aggregate=cl.num_workers, total_num_replicas=cl.num_workers))
+        return wrapped[-1]
+    return wrap
+
+
+def run_training(train_op, loss, config, num_towers=1, summary_op=None, cl=None, server=None,
+                 sync_opt=None):
     """The training loop: runs train_op until global step reaches --max_steps.
 
     A MonitoredTrainingSession restores the latest checkpoint in --train_dir (resume), writes
     a checkpoint every --checkpoint_steps and at the last step, summaries every
-    --summary_steps, and the step log line every --log_frequency steps.
+    --summary_steps, and the step log line every --log_frequency steps. In a cluster only the
+    chief (worker 0) restores, checkpoints and summarises; every worker logs.
     """
+    is_chief = cl is None or cl.task_index == 0
     scaffold = tf.compat.v1.train.Scaffold(summary_op=summary_op)
     hooks = [tf.compat.v1.train.StopAtStepHook(last_step=FLAGS.max_steps),
              training.StepLoggerHook(loss, FLAGS.batch_size, num_towers, FLAGS.log_frequency)]
+    master = ''
+    if cl is not None:
+        master = server.target
+        # Talk to the ps tasks and ourselves only: workers do not wait for one another.
+        config.device_filters.extend(['/job:ps', '/job:worker/task:%d' % cl.task_index])
+        if sync_opt is not None:
+            hooks.append(sync_opt.make_session_run_hook(is_chief))
+    local_steps = 0
     try:
-        with tf.compat.v1.train.MonitoredTrainingSession(
-                checkpoint_dir=FLAGS.train_dir, scaffold=scaffold, hooks=hooks,
-                save_checkpoint_steps=FLAGS.checkpoint_steps,
-                save_summaries_steps=FLAGS.summary_steps,
-                log_step_count_steps=None, config=config) as mon_sess:
+        with cluster.Deadline(FLAGS.cluster_wait_secs if cl else 10 ** 9,
+                              'the cluster (%s) could not be reached within '
+                              '--cluster_wait_secs=%d' % (FLAGS.ps_hosts or 'TF_CONFIG',
+                                                          FLAGS.cluster_wait_secs)):
+            if is_chief:
+                session = tf.compat.v1.train.MonitoredTrainingSession(
+                    master=master, is_chief=True, checkpoint_dir=FLAGS.train_dir,
+                    scaffold=scaffold, hooks=hooks, save_checkpoint_steps=FLAGS.checkpoint_steps,
+                    save_summaries_steps=FLAGS.summary_steps, log_step_count_steps=None,
+                    config=config, stop_grace_period_secs=STOP_GRACE_SECS)
+            else:
+                session = tf.compat.v1.train.MonitoredSession(
+                    session_creator=_WorkerSessionCreator(scaffold=scaffold, master=master,
+                                                          config=config),
+                    hooks=hooks, stop_grace_period_secs=STOP_GRACE_SECS)
+        with session as mon_sess:
             while not mon_sess.should_stop():
                 mon_sess.run(train_op)
+                local_steps += 1
+            if cl is not None:  # before closing, whose queue-runner threads may complain
+                print('worker %d: %d local steps' % (cl.task_index, local_steps), flush=True)
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
         if 'checkpoint' not in str(e).lower():
             raise
@@ -103,24 +189,31 @@ def run_training(train_op, loss, config, num_towers=1, summary_op=None):
 
 
 def train():
-    """Builds the single-device graph and trains it."""
+    """Builds the single-device graph and trains it (as one worker of a cluster, if asked)."""
+    def session_config():
+        config = tf.compat.v1.ConfigProto(log_device_placement=FLAGS.log_device_placement)
+        config.gpu_options.allow_growth = True
+        return config
+
+    cl, server, config = join_cluster(session_config)
     batches_dir = cifar10_data_dir()
-    training.prepare_train_dir(FLAGS.train_dir, FLAGS.fresh)
-    training.save_flags(FLAGS.train_dir, FLAGS)
-    config = tf.compat.v1.ConfigProto(log_device_placement=FLAGS.log_device_placement)
-    config.gpu_options.allow_growth = True
-    with tf.Graph().as_default():
+    if cl is None or cl.task_index == 0:
+        training.prepare_train_dir(FLAGS.train_dir, FLAGS.fresh)
+        training.save_flags(FLAGS.train_dir, FLAGS)
+    wrapped = []
+    with tf.Graph().as_default(), graph_device(cl):
         if FLAGS.seed is not None:
             tf.compat.v1.set_random_seed(FLAGS.seed)
         global_step = tf.compat.v1.train.get_or_create_global_step()
-        with tf.device('/cpu:0'):
-            images, labels = inputs.distorted_inputs(data.cifar10_train_files(batches_dir),
-                                                     FLAGS.batch_size,
-                                                     FLAGS.min_fraction_of_examples_in_queue)
+        images, labels = inputs.distorted_inputs(data.cifar10_train_files(batches_dir),
+                                                 FLAGS.batch_size,
+                                                 FLAGS.min_fraction_of_examples_in_queue)
         logits = model.inference(images, FLAGS.use_fp16, FLAGS.conv21)
         loss = model.loss(logits, labels)
-        train_op = model.train(loss, global_step, **hparams())
-        run_training(train_op, loss, config)
+        train_op = model.train(loss, global_step, wrap_optimizer=sync_optimizer_wrapper(
+            cl, wrapped), **hparams())
+        run_training(train_op, loss, config, cl=cl, server=server,
+                     sync_opt=wrapped[0] if wrapped else None)
 
 
 def main(argv):

@@ -1,0 +1,207 @@
+"""TensorFlow's distributed runtime for the trainers: cluster flags, TF_CONFIG, and a launcher.
+
+Between-graph replication as in the TF1 docs: `ps` tasks hold the variables, each `worker` builds
+its own graph (its towers over its own GPUs or logical CPUs, its own input pipeline) and updates
+them, asynchronously or (--sync_replicas) through SyncReplicasOptimizer. Worker 0 is the chief:
+it writes checkpoints and summaries.
+
+Try it on one machine (the launcher picks free ports on 127.0.0.1, prefixes each process's
+output with its role, stops the ps tasks when the workers finish, and exits non-zero if a
+worker failed):
+
+    python -m common.cluster --ps 1 --workers 2 -- cifar10/multi_gpu_train.py --max_steps=200
+
+On real hosts, start the same script on each, with the same lists:
+
+    python cifar10/multi_gpu_train.py --ps_hosts=h0:2222 --worker_hosts=h1:2222,h2:2222 \\
+        --job_name=ps --task_index=0                     # on h0
+    python cifar10/multi_gpu_train.py --ps_hosts=h0:2222 --worker_hosts=h1:2222,h2:2222 \\
+        --job_name=worker --task_index=0 --num_gpus=2    # on h1 (the chief); task 1 on h2
+
+or set TF_CONFIG='{"cluster": {"ps": [...], "worker": [...]}, "task": {"type": "worker",
+"index": 0}}' instead of the four flags.
+"""
+
+import argparse
+import collections
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from absl import flags
+
+Cluster = collections.namedtuple('Cluster', 'spec job_name task_index num_workers')
+
+
+def define_flags():
+    """The TF1 cluster flags, plus --sync_replicas and a bounded wait for the cluster."""
+    flags.DEFINE_string('ps_hosts', '', 'Comma-separated host:port list of the ps tasks.')
+    flags.DEFINE_string('worker_hosts', '', 'Comma-separated host:port list of the workers.')
+    flags.DEFINE_enum('job_name', None, ['ps', 'worker'], 'This task\'s job: ps or worker.')
+    flags.DEFINE_integer('task_index', 0, 'Index of this task within its job.', lower_bound=0)
+    flags.DEFINE_boolean('sync_replicas', False,
+                         'Aggregate every worker\'s gradients before each update '
+                         '(SyncReplicasOptimizer); default: asynchronous updates.')
+    flags.DEFINE_integer('cluster_wait_secs', 120,
+                         'Give up, with an error, when the cluster\'s tasks cannot be reached '
+                         'within this many seconds.', lower_bound=1)
+
+
+def from_flags(flag_values):
+    """The cluster this task belongs to, from the flags or else $TF_CONFIG; None when local.
+
+    Raises ValueError, naming the flag or variable, when the description is inconsistent.
+    """
+    import tensorflow as tf
+    if flag_values.ps_hosts or flag_values.worker_hosts or flag_values.job_name:
+        ps = [h for h in flag_values.ps_hosts.split(',') if h]
+        workers = [h for h in flag_values.worker_hosts.split(',') if h]
+        job, index, source = flag_values.job_name, flag_values.task_index, '--job_name'
+        if not job:
+            raise ValueError('--job_name=ps|worker is needed with --ps_hosts/--worker_hosts')
+    elif os.environ.get('TF_CONFIG'):
+        try:
+            config = json.loads(os.environ['TF_CONFIG'])
+            ps = config['cluster'].get('ps', [])
+            workers = config['cluster'].get('worker', [])
+            job, index = config['task']['type'], int(config['task']['index'])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError('TF_CONFIG is not {"cluster": {"ps": [...], "worker": [...]}, '
+                             '"task": {"type": ..., "index": ...}} (%s)' % e) from None
+        source = 'TF_CONFIG'
+        if job not in ('ps', 'worker'):
+            raise ValueError('TF_CONFIG task type %r: expected ps or worker' % job)
+    else:
+        return None
+    if not ps or not workers:
+        raise ValueError('a cluster needs at least one ps and one worker host '
+                         '(--ps_hosts, --worker_hosts or TF_CONFIG)')
+    hosts = ps if job == 'ps' else workers
+    if index >= len(hosts):
+        raise ValueError('%s: task index %d, but only %d %s host(s)'
+                         % (source, index, len(hosts), job))
+    spec = tf.compat.v1.train.ClusterSpec({'ps': ps, 'worker': workers})
+    return Cluster(spec, job, index, len(workers))
+
+
+class Deadline(object):
+    """Exits the process with a one-line error if not cancelled within `seconds`.
+
+    Session creation against a cluster whose ps cannot be reached waits forever; this bounds it.
+    """
+
+    def __init__(self, seconds, message):
+        self._timer = threading.Timer(seconds, self._fail, [message])
+        self._timer.daemon = True
+
+    @staticmethod
+    def _fail(message):
+        sys.stderr.write('error: %s\n' % message)
+        sys.stderr.flush()
+        os._exit(1)
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# The launcher: a whole cluster on 127.0.0.1
+# ---------------------------------------------------------------------------------------------
+
+def free_ports(n):
+    """n distinct free TCP ports on 127.0.0.1."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(('127.0.0.1', 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _pump(stream, prefix, out):
+    for line in iter(stream.readline, ''):
+        out.write(prefix + line)
+        out.flush()
+
+
+def launch(script_args, num_ps, num_workers, out=sys.stdout, env=None):
+    """Runs `python <script_args>` as num_ps ps tasks and num_workers workers on 127.0.0.1.
+
+    Returns the workers' exit codes (ps tasks are stopped once every worker has ended).
+    """
+    ports = free_ports(num_ps + num_workers)
+    ps_hosts = ','.join('127.0.0.1:%d' % p for p in ports[:num_ps])
+    worker_hosts = ','.join('127.0.0.1:%d' % p for p in ports[num_ps:])
+    env = dict(env or os.environ, PYTHONUNBUFFERED='1')
+    procs, pumps = {}, []
+    roles = [('ps', i) for i in range(num_ps)] + [('worker', i) for i in range(num_workers)]
+    for job, i in roles:
+        cmd = [sys.executable] + list(script_args) + [
+            '--ps_hosts=' + ps_hosts, '--worker_hosts=' + worker_hosts,
+            '--job_name=' + job, '--task_index=%d' % i]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env)
+        procs[(job, i)] = proc
+        pump = threading.Thread(target=_pump, args=(proc.stdout, '[%s%d] ' % (job, i), out),
+                                daemon=True)
+        pump.start()
+        pumps.append(pump)
+    codes = []
+    try:
+        for i in range(num_workers):
+            codes.append(procs[('worker', i)].wait())
+    finally:
+        for (job, i), proc in procs.items():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for pump in pumps:
+            pump.join(timeout=5)
+    return codes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='python -m common.cluster',
+        description='Run a trainer as a ps/worker cluster on 127.0.0.1.',
+        usage='python -m common.cluster [--ps N] [--workers N] -- SCRIPT.py [flags...]')
+    parser.add_argument('--ps', type=int, default=1, help='number of ps tasks (default 1)')
+    parser.add_argument('--workers', type=int, default=2, help='number of workers (default 2)')
+    parser.add_argument('script', nargs=argparse.REMAINDER,
+                        help='the trainer and its flags, after --')
+    args = parser.parse_args(argv)
+    script = args.script[1:] if args.script[:1] == ['--'] else args.script
+    if not script or not script[0].endswith('.py'):
+        parser.error('give the trainer after --, e.g. -- cifar10/multi_gpu_train.py')
+    if args.ps < 1 or args.workers < 1:
+        parser.error('--ps and --workers must be at least 1')
+    start = time.time()
+    codes = launch(script, args.ps, args.workers)
+    failed = [i for i, c in enumerate(codes) if c != 0]
+    if failed:
+        print('cluster: worker(s) %s failed (exit %s)' % (
+            ', '.join(map(str, failed)), ', '.join(str(codes[i]) for i in failed)),
+            file=sys.stderr)
+        return 1
+    print('cluster: %d worker(s) finished in %.1f s' % (args.workers, time.time() - start))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
