@@ -1,5 +1,6 @@
 """Shared test helpers: where the real data is, and running a script as a user would."""
 
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,20 @@ def run_script(script, *args, env=None, timeout=600):
         full_env.update(env)
     return subprocess.run([sys.executable, os.path.join(REPO, script)] + list(args), cwd=REPO,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+DUMP_DEFAULTS = """
+import json, sys
+from absl import flags
+import %s as script
+script.define_flags()
+flags.FLAGS(['x'])
+print(json.dumps({name: flags.FLAGS[name].default for name in sys.argv[1:]}))
+"""
+
+
+def flag_defaults(module, names):
+    """The defaults of a script's flags, read in a fresh process (flags are global)."""
+    out = subprocess.run([sys.executable, '-c', DUMP_DEFAULTS % module] + list(names),
+                         capture_output=True, text=True, check=True, cwd=REPO).stdout
+    return json.loads(out.strip().splitlines()[-1])

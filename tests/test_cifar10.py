@@ -15,6 +15,7 @@ from cifar10 import model
 from cifar10 import multi_gpu_train
 from common import data
 from common import training
+from conftest import flag_defaults
 from conftest import run_script
 
 LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: step \d+, loss = \d+\.\d\d '
@@ -252,26 +253,8 @@ def test_eval_without_checkpoint_run_once(tmp_path):
         'error: no checkpoint in --checkpoint_dir=%s' % tmp_path)
 
 
-DUMP_DEFAULTS = '''
-import json, sys
-from absl import flags
-from cifar10 import %s as script
-script.define_flags()
-flags.FLAGS(['x'])
-print(json.dumps({name: flags.FLAGS[name].default for name in sys.argv[1:]}))
-'''
-
-
-def _flag_defaults(module, names):
-    import subprocess
-    import sys
-    out = subprocess.run([sys.executable, '-c', DUMP_DEFAULTS % module] + names,
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def test_flag_defaults_are_the_originals():
-    assert _flag_defaults('multi_gpu_train', [
+    assert flag_defaults('cifar10.multi_gpu_train', [
         'batch_size', 'data_dir', 'use_fp16', 'train_dir', 'max_steps', 'num_gpus',
         'log_device_placement', 'log_frequency', 'checkpoint_steps', 'summary_steps',
         'min_fraction_of_examples_in_queue', 'optimizer', 'initial_learning_rate',
@@ -282,7 +265,7 @@ def test_flag_defaults_are_the_originals():
         'summary_steps': 100, 'min_fraction_of_examples_in_queue': 0.4, 'optimizer': 'sgd',
         'initial_learning_rate': 0.1, 'learning_rate_decay_factor': 0.1,
         'num_epochs_per_decay': 350.0, 'conv21': False, 'fresh': False, 'seed': None}
-    assert _flag_defaults('eval', [
+    assert flag_defaults('cifar10.eval', [
         'eval_dir', 'eval_data', 'checkpoint_dir', 'eval_interval_secs', 'num_examples',
         'run_once', 'batch_size', 'data_dir']) == {
         'eval_dir': '/tmp/cifar10_eval', 'eval_data': 'test', 'checkpoint_dir': '/tmp/cifar10_train',

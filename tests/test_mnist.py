@@ -9,6 +9,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from common import mnist_input
+from conftest import flag_defaults
 from conftest import run_script
 from mnist import cnn_mnist
 from mnist import deep_cnn
@@ -159,3 +160,20 @@ def test_wrong_data_dir_and_corrupt_file(tmp_path, data_root):
     assert result.returncode == 1
     assert re.search(r'^error: .*train-images-idx3-ubyte\.gz: checksum mismatch',
                      result.stderr.strip().splitlines()[-1])
+
+
+def test_flag_defaults_are_the_originals():
+    assert flag_defaults('mnist.cnn_mnist', [
+        'model_dir', 'train_steps', 'batch_size', 'learning_rate']) == {
+        'model_dir': '/tmp/mnist_convnet_model', 'train_steps': 20000, 'batch_size': 100,
+        'learning_rate': 0.001}
+    assert flag_defaults('mnist.mnist_with_summaries', [
+        'fake_data', 'max_steps', 'learning_rate', 'dropout', 'data_dir', 'log_dir',
+        'test_every']) == {
+        'fake_data': False, 'max_steps': 1000, 'learning_rate': 0.001, 'dropout': 0.9,
+        'data_dir': '/tmp/tensorflow/mnist/input_data',
+        'log_dir': '/tmp/tensorflow/mnist/logs/mnist_with_summaries', 'test_every': 10}
+    assert flag_defaults('mnist.deep_cnn', ['max_steps', 'batch_size']) == {
+        'max_steps': 10000, 'batch_size': 100}
+    assert flag_defaults('mnist.mlp', ['hidden_size', 'learning_rate', 'num_steps']) == {
+        'hidden_size': 1024, 'learning_rate': 0.0001, 'num_steps': 301}
