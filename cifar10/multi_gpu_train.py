@@ -123,7 +123,7 @@ def train():
     wrapped = []
     # Tower devices carry no job: in a cluster the replica device setter completes them with
     # this worker, and sends the variables (pinned to /cpu:0) to the ps tasks.
-    with tf.Graph().as_default(), single.graph_device(cl):
+    with tf.Graph().as_default(), single.graph_device(cl, '/cpu:0'):
         if FLAGS.seed is not None:
             tf.compat.v1.set_random_seed(FLAGS.seed)
         global_step = tf.compat.v1.train.get_or_create_global_step()

@@ -8,6 +8,7 @@ directory aside and starts over. The flags of each run are saved in train_dir/fl
 This file also defines the flags and the training loop that multi_gpu_train.py shares.
 """
 
+import contextlib
 import sys
 
 from absl import app
@@ -115,13 +116,14 @@ def join_cluster(server_config_fn):
     return cl, server, config
 
 
-def graph_device(cl):
-    """The device scope of the whole graph: the CPU locally; in a cluster, variables on the ps
-    tasks (round robin) and everything else on this worker."""
+def graph_device(cl, device=None):
+    """The device scope of the whole graph: `device` (None: TensorFlow's placement) locally; in
+    a cluster, variables on the ps tasks (round robin) and everything else on this worker's
+    `device`."""
     if cl is None:
-        return tf.device('/cpu:0')
+        return tf.device(device) if device else contextlib.nullcontext()
     return tf.compat.v1.device(tf.compat.v1.train.replica_device_setter(
-        worker_device='/job:worker/task:%d/cpu:0' % cl.task_index, cluster=cl.spec))
+        worker_device='/job:worker/task:%d%s' % (cl.task_index, device or ''), cluster=cl.spec))
 
 
 def sync_optimizer_wrapper(cl, wrapped):
@@ -205,9 +207,10 @@ def train():
         if FLAGS.seed is not None:
             tf.compat.v1.set_random_seed(FLAGS.seed)
         global_step = tf.compat.v1.train.get_or_create_global_step()
-        images, labels = inputs.distorted_inputs(data.cifar10_train_files(batches_dir),
-                                                 FLAGS.batch_size,
-                                                 FLAGS.min_fraction_of_examples_in_queue)
+        with tf.device('/cpu:0'):
+            images, labels = inputs.distorted_inputs(data.cifar10_train_files(batches_dir),
+                                                     FLAGS.batch_size,
+                                                     FLAGS.min_fraction_of_examples_in_queue)
         logits = model.inference(images, FLAGS.use_fp16, FLAGS.conv21)
         loss = model.loss(logits, labels)
         train_op = model.train(loss, global_step, wrap_optimizer=sync_optimizer_wrapper(

@@ -19,11 +19,11 @@ ARGS = ['--batch_size=16', '--min_fraction_of_examples_in_queue=0.005', '--log_f
         '--checkpoint_steps=10']
 
 
-def _launch(train_dir, *extra, workers=2, timeout=300):
+def _launch(train_dir, *extra, workers=2, timeout=300, script='cifar10/multi_gpu_train.py'):
     env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root(), TF_CPP_MIN_LOG_LEVEL='2')
     return subprocess.run(
         [sys.executable, '-m', 'common.cluster', '--ps', '1', '--workers', str(workers), '--',
-         'cifar10/multi_gpu_train.py', '--train_dir=%s' % train_dir] + ARGS + list(extra),
+         script, '--train_dir=%s' % train_dir] + ARGS + list(extra),
         cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -73,6 +73,13 @@ def test_sync_replicas_aggregate_both_workers(tmp_path):
     # the steps whose gradients arrive stale or after the last update and are dropped (the
     # chief's initial tokens let a worker run a few steps ahead).
     assert 20 <= sum(steps.values()) <= 30, steps
+
+
+def test_the_single_device_trainer_runs_as_a_cluster_too(tmp_path):
+    result = _launch(tmp_path, '--max_steps=10', script='cifar10/train.py')
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert sorted(_local_steps(result.stdout)) == [0, 1]
+    assert _global_step(tmp_path) >= 10
 
 
 def test_a_dying_worker_leaves_the_other_training(tmp_path):
