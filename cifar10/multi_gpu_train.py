@@ -150,6 +150,9 @@ def main(argv):
         train()
     except data.DataError as e:
         sys.exit('error: %s' % e)
+    except KeyboardInterrupt:
+        sys.exit('Interrupted: the checkpoints in --train_dir=%s are kept; run the same command '
+                 'again to resume.' % FLAGS.train_dir)
 
 
 def define_flags():
