@@ -13,7 +13,6 @@ The report's run (0.838 precision @ 1):
         --min_fraction_of_examples_in_queue=0.2
 """
 
-import sys
 
 from absl import app
 from absl import flags
@@ -144,17 +143,6 @@ def train():
                             server=server, sync_opt=wrapped[0] if wrapped else None)
 
 
-def main(argv):
-    del argv
-    try:
-        train()
-    except data.DataError as e:
-        sys.exit('error: %s' % e)
-    except KeyboardInterrupt:
-        sys.exit('Interrupted: the checkpoints in --train_dir=%s are kept; run the same command '
-                 'again to resume.' % FLAGS.train_dir)
-
-
 def define_flags():
     single.define_flags()
     flags.DEFINE_integer('num_gpus', 1, 'How many GPUs (towers) to use.', lower_bound=1)
@@ -162,4 +150,4 @@ def define_flags():
 
 if __name__ == '__main__':
     define_flags()
-    app.run(main)
+    app.run(single.main_for(train))

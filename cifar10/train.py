@@ -219,17 +219,21 @@ def train():
                      sync_opt=wrapped[0] if wrapped else None)
 
 
-def main(argv):
-    del argv
-    try:
-        train()
-    except data.DataError as e:
-        sys.exit('error: %s' % e)
-    except KeyboardInterrupt:
-        sys.exit('Interrupted: the checkpoints in --train_dir=%s are kept; run the same command '
-                 'again to resume.' % FLAGS.train_dir)
+def main_for(train_fn):
+    """The trainers' absl main around train_fn: one line, not a traceback, for bad data and
+    for Ctrl-C."""
+    def main(argv):
+        del argv
+        try:
+            train_fn()
+        except data.DataError as e:
+            sys.exit('error: %s' % e)
+        except KeyboardInterrupt:
+            sys.exit('Interrupted: the checkpoints in --train_dir=%s are kept; run the same '
+                     'command again to resume.' % FLAGS.train_dir)
+    return main
 
 
 if __name__ == '__main__':
     define_flags()
-    app.run(main)
+    app.run(main_for(train))

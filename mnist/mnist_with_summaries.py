@@ -156,6 +156,7 @@ def main(argv):
     mnist = mnist_input.read_data_sets_for(FLAGS, fake_data=FLAGS.fake_data, seed=FLAGS.seed)
     # The original deleted log_dir; a previous run is moved aside instead.
     training.prepare_train_dir(FLAGS.log_dir, fresh=True)
+    training.save_flags(FLAGS.log_dir, FLAGS)
     with tf.Graph().as_default():
         if FLAGS.seed is not None:
             tf.compat.v1.set_random_seed(FLAGS.seed)
