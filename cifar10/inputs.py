@@ -1,8 +1,10 @@
 """CIFAR-10 input pipeline, queue style, as the 2016-2018 `cifar10_input.py`.
 
 A filename queue over the binary batches feeds a FixedLengthRecordReader; training images are
-distorted (random 24x24 crop, left-right flip, brightness, contrast, per-image standardisation)
-and batched by `shuffle_batch`; evaluation images are centre-cropped and standardised.
+shuffled by `shuffle_batch` and distorted (random 24x24 crop, left-right flip, brightness,
+contrast, per-image standardisation: each image its own random draws, computed per batch);
+evaluation images are centre-cropped and standardised. `distorted_inputs_dataset` is the tf.data
+variant of the training input (--input_pipeline=dataset).
 """
 
 import tensorflow as tf
@@ -13,7 +15,11 @@ IMAGE_SIZE = 24
 NUM_CLASSES = 10
 NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN = 50000
 NUM_EXAMPLES_PER_EPOCH_FOR_EVAL = 10000
-NUM_PREPROCESS_THREADS = 16
+RECORD_BYTES = 1 + 32 * 32 * 3
+# The training queue's reader threads (the original's 16 did per-image work, which now runs
+# per batch), and the records each of them reads at a time.
+NUM_READ_THREADS = 2
+READ_RECORDS = 128
 
 
 class CIFAR10Record(object):
@@ -43,20 +49,43 @@ def read_cifar10(filename_queue):
     return result
 
 
-def _generate_image_and_label_batch(image, label, min_queue_examples, batch_size, shuffle,
-                                    num_threads):
-    """Batches images and labels through a (shuffling) queue; images [B, H, W, 3], labels [B]."""
-    if shuffle:
-        images, label_batch = tf.compat.v1.train.shuffle_batch(
-            [image, label], batch_size=batch_size, num_threads=num_threads,
-            capacity=min_queue_examples + 3 * batch_size,
-            min_after_dequeue=min_queue_examples)
-    else:
-        images, label_batch = tf.compat.v1.train.batch(
-            [image, label], batch_size=batch_size, num_threads=num_threads,
-            capacity=min_queue_examples + 3 * batch_size)
-    tf.compat.v1.summary.image('images', images)
-    return images, tf.reshape(label_batch, [batch_size])
+def decode_records(values):
+    """Decodes a batch of CIFAR-10 records (string [n], 3,073 bytes each) into (images uint8
+    [n, 32, 32, 3], labels int32 [n])."""
+    record = tf.io.decode_raw(values, tf.uint8)
+    labels = tf.cast(record[:, 0], tf.int32)
+    depth_major = tf.reshape(record[:, 1:], [-1, CIFAR10Record.depth, CIFAR10Record.height,
+                                             CIFAR10Record.width])
+    return tf.transpose(depth_major, [0, 2, 3, 1]), labels
+
+
+def random_crop_and_flip(images, size=IMAGE_SIZE):
+    """Each image of the batch cropped at its own random offset to size x size, and flipped left
+    to right with probability 1/2: the distribution of `tf.image.random_crop` followed by
+    `random_flip_left_right` on each image, done for the whole batch in two gathers."""
+    n = tf.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    offset_y = tf.random.uniform([n, 1], 0, height - size + 1, tf.int32)
+    offset_x = tf.random.uniform([n, 1], 0, width - size + 1, tf.int32)
+    flip = tf.random.uniform([n, 1]) < 0.5
+    r = tf.range(size)
+    rows = offset_y + r
+    cols = tf.where(flip, offset_x + (size - 1) - r, offset_x + r)
+    rows_taken = tf.gather(images, rows, axis=1, batch_dims=1)
+    return tf.gather(rows_taken, cols, axis=2, batch_dims=1)
+
+
+def distort_batch(images):
+    """The tutorial's training distortions, each image with its own random draws, computed for
+    the whole batch at once: random 24x24 crop, left-right flip, brightness (+ U[-63, 63)),
+    contrast (factor U[0.2, 1.8) about each channel's mean) and per-image standardisation.
+    images uint8 [n, 32, 32, 3]; returns float32 [n, 24, 24, 3]."""
+    n = tf.shape(images)[0]
+    x = tf.cast(random_crop_and_flip(images), tf.float32)
+    x = x + tf.random.uniform([n, 1, 1, 1], -63.0, 63.0)
+    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    x = (x - mean) * tf.random.uniform([n, 1, 1, 1], 0.2, 1.8) + mean
+    return tf.image.per_image_standardization(x)
 
 
 def _check_files(filenames):
@@ -65,32 +94,60 @@ def _check_files(filenames):
             raise data.DataError('%s: file not found (expected a CIFAR-10 binary batch)' % f)
 
 
+def _min_queue_examples(min_fraction_of_examples_in_queue):
+    min_queue_examples = int(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN * min_fraction_of_examples_in_queue)
+    print('Filling queue with %d CIFAR images before starting to train. '
+          'This will take a few minutes.' % min_queue_examples, flush=True)
+    return min_queue_examples
+
+
 def distorted_inputs(filenames, batch_size, min_fraction_of_examples_in_queue=0.4,
-                     num_threads=NUM_PREPROCESS_THREADS):
+                     num_threads=NUM_READ_THREADS):
     """Distorted training batches read from `filenames` (the data_batch_*.bin files).
 
+    The original's queues: a filename queue, a FixedLengthRecordReader, a `shuffle_batch`
+    holding at least min_fraction_of_examples_in_queue of the 50,000 images. Two things make
+    it cheap: the reader threads read READ_RECORDS records per run (`read_up_to`) and the
+    queue holds the raw uint8 images; the distortions are drawn per image as before but
+    computed per batch after the queue (`distort_batch`), so that no thread does per-image work.
     Returns images float32 [batch_size, 24, 24, 3] and labels int32 [batch_size].
     """
     _check_files(filenames)
     with tf.compat.v1.name_scope('data_augmentation'):
         filename_queue = tf.compat.v1.train.string_input_producer(filenames)
-        read_input = read_cifar10(filename_queue)
-        reshaped_image = tf.cast(read_input.uint8image, tf.float32)
+        reader = tf.compat.v1.FixedLengthRecordReader(record_bytes=RECORD_BYTES)
+        _, values = reader.read_up_to(filename_queue, READ_RECORDS)
+        images, labels = decode_records(values)
+        min_queue_examples = _min_queue_examples(min_fraction_of_examples_in_queue)
+        raw_images, label_batch = tf.compat.v1.train.shuffle_batch(
+            [images, labels], batch_size=batch_size, num_threads=num_threads,
+            capacity=min_queue_examples + 3 * batch_size, min_after_dequeue=min_queue_examples,
+            enqueue_many=True, shapes=[[32, 32, 3], []])
+        images = distort_batch(raw_images)
+        tf.compat.v1.summary.image('images', images)
+        return images, label_batch
 
-        distorted_image = tf.image.random_crop(reshaped_image, [IMAGE_SIZE, IMAGE_SIZE, 3])
-        distorted_image = tf.image.random_flip_left_right(distorted_image)
-        distorted_image = tf.image.random_brightness(distorted_image, max_delta=63)
-        distorted_image = tf.image.random_contrast(distorted_image, lower=0.2, upper=1.8)
-        float_image = tf.image.per_image_standardization(distorted_image)
-        float_image.set_shape([IMAGE_SIZE, IMAGE_SIZE, 3])
-        read_input.label.set_shape([1])
 
-        min_queue_examples = int(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN *
-                                 min_fraction_of_examples_in_queue)
-        print('Filling queue with %d CIFAR images before starting to train. '
-              'This will take a few minutes.' % min_queue_examples, flush=True)
-        return _generate_image_and_label_batch(float_image, read_input.label, min_queue_examples,
-                                               batch_size, shuffle=True, num_threads=num_threads)
+def distorted_inputs_dataset(filenames, batch_size, min_fraction_of_examples_in_queue=0.4):
+    """The same batches from a tf.data pipeline (--input_pipeline=dataset): the files in a
+    random order each epoch, a shuffle buffer of the queue's size, the distortions per batch
+    in parallel, batches prefetched. Returns images float32 [batch_size, 24, 24, 3] and
+    labels int32 [batch_size]."""
+    _check_files(filenames)
+    with tf.compat.v1.name_scope('data_augmentation'):
+        min_queue_examples = _min_queue_examples(min_fraction_of_examples_in_queue)
+        files = tf.data.Dataset.from_tensor_slices(filenames).shuffle(len(filenames)).repeat()
+        dataset = (files.flat_map(lambda f: tf.data.FixedLengthRecordDataset(f, RECORD_BYTES))
+                   .shuffle(min_queue_examples + 3 * batch_size)
+                   .batch(batch_size, drop_remainder=True)
+                   .map(lambda values: (lambda im, lb: (distort_batch(im), lb))(
+                       *decode_records(values)), num_parallel_calls=tf.data.AUTOTUNE)
+                   .prefetch(tf.data.AUTOTUNE))
+        images, labels = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
+        images.set_shape([batch_size, IMAGE_SIZE, IMAGE_SIZE, 3])
+        labels.set_shape([batch_size])
+        tf.compat.v1.summary.image('images', images)
+        return images, labels
 
 
 def inputs(filenames, batch_size, num_examples_per_epoch=NUM_EXAMPLES_PER_EPOCH_FOR_EVAL):
@@ -111,5 +168,8 @@ def inputs(filenames, batch_size, num_examples_per_epoch=NUM_EXAMPLES_PER_EPOCH_
         float_image.set_shape([IMAGE_SIZE, IMAGE_SIZE, 3])
         read_input.label.set_shape([1])
         min_queue_examples = int(num_examples_per_epoch * 0.4)
-        return _generate_image_and_label_batch(float_image, read_input.label, min_queue_examples,
-                                               batch_size, shuffle=False, num_threads=1)
+        images, label_batch = tf.compat.v1.train.batch(
+            [float_image, read_input.label], batch_size=batch_size, num_threads=1,
+            capacity=min_queue_examples + 3 * batch_size)
+        tf.compat.v1.summary.image('images', images)
+        return images, tf.reshape(label_batch, [batch_size])

@@ -16,6 +16,7 @@ The report's run (0.838 precision @ 1):
 
 from absl import app
 from absl import flags
+import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
 from cifar10 import inputs
@@ -111,7 +112,7 @@ def train():
     def session_config():
         devices, config = training.tower_devices(FLAGS.num_gpus, FLAGS.log_device_placement)
         tower_devices.extend(devices)
-        return config
+        return single.with_xla(config)
 
     cl, server, config = single.join_cluster(session_config)
     devices = tower_devices
@@ -123,24 +124,28 @@ def train():
     # Tower devices carry no job: in a cluster the replica device setter completes them with
     # this worker, and sends the variables (pinned to /cpu:0) to the ps tasks.
     with tf.Graph().as_default(), single.graph_device(cl, '/cpu:0'):
-        if FLAGS.seed is not None:
-            tf.compat.v1.set_random_seed(FLAGS.seed)
-        global_step = tf.compat.v1.train.get_or_create_global_step()
-        images, labels = inputs.distorted_inputs(data.cifar10_train_files(batches_dir),
-                                                 FLAGS.batch_size,
-                                                 FLAGS.min_fraction_of_examples_in_queue)
-        batch_queue = prefetch_queue([images, labels], capacity=2 * FLAGS.num_gpus)
-
-        def dequeue():
-            with tf.device('/cpu:0'):  # the queue lives on the CPU
-                return batch_queue.dequeue()
-
-        train_op, loss, summary_op = build_towers(
-            [dequeue] * FLAGS.num_gpus, devices, global_step, use_fp16=FLAGS.use_fp16,
-            conv21=FLAGS.conv21, wrap_optimizer=single.sync_optimizer_wrapper(cl, wrapped),
-            **single.hparams())
+        train_op, loss, summary_op = build_training_graph(
+            batches_dir, devices, single.sync_optimizer_wrapper(cl, wrapped))
         single.run_training(train_op, loss, config, FLAGS.num_gpus, summary_op, cl=cl,
                             server=server, sync_opt=wrapped[0] if wrapped else None)
+
+
+def build_training_graph(batches_dir, devices, wrap_optimizer=None):
+    """The trainer's graph from its flags: global step, input pipeline, prefetch queue and one
+    tower per device. Returns (train_op, loss, summary_op)."""
+    if FLAGS.seed is not None:
+        tf.compat.v1.set_random_seed(FLAGS.seed)
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    images, labels = single.training_inputs(batches_dir)
+    batch_queue = prefetch_queue([images, labels], capacity=2 * len(devices))
+
+    def dequeue():
+        with tf.device('/cpu:0'):  # the queue lives on the CPU
+            return batch_queue.dequeue()
+
+    return build_towers([dequeue] * len(devices), devices, global_step,
+                        use_fp16=FLAGS.use_fp16, conv21=FLAGS.conv21,
+                        wrap_optimizer=wrap_optimizer, **single.hparams())
 
 
 def define_flags():

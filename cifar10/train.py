@@ -13,6 +13,7 @@ import sys
 
 from absl import app
 from absl import flags
+import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
 from cifar10 import inputs
@@ -66,6 +67,12 @@ def define_flags():
     flags.DEFINE_boolean('fresh', False,
                          'Move an existing train_dir aside and start over instead of resuming.')
     flags.DEFINE_integer('seed', None, 'Graph-level random seed.')
+    flags.DEFINE_enum('input_pipeline', 'queue', ['queue', 'dataset'],
+                      'Training input: the original\'s queues and queue runners, or tf.data '
+                      '(same distortions and shuffling).')
+    flags.DEFINE_boolean('xla', False,
+                         'Compile the model with XLA (global JIT). Helps on GPUs; on a CPU it '
+                         'made the model slower.')
     cluster.define_flags()
 
 
@@ -73,6 +80,24 @@ def cifar10_data_dir():
     """The CIFAR-10 batches directory: --data_dir, $TF_CLASSICS_DATA/cifar10 or the default."""
     data_dir = data.resolve_data_dir('cifar10', FLAGS.data_dir, FLAGS['data_dir'].present)
     return data.maybe_download_and_extract_cifar10(data_dir)
+
+
+def training_inputs(batches_dir):
+    """Distorted training batches from the pipeline --input_pipeline names."""
+    files = data.cifar10_train_files(batches_dir)
+    if FLAGS.input_pipeline == 'dataset':
+        return inputs.distorted_inputs_dataset(files, FLAGS.batch_size,
+                                               FLAGS.min_fraction_of_examples_in_queue)
+    return inputs.distorted_inputs(files, FLAGS.batch_size,
+                                   FLAGS.min_fraction_of_examples_in_queue)
+
+
+def with_xla(config):
+    """config, with XLA's global JIT turned on when --xla is set."""
+    if FLAGS.xla:
+        config.graph_options.optimizer_options.global_jit_level = (
+            tf.compat.v1.OptimizerOptions.ON_1)
+    return config
 
 
 def hparams():
@@ -139,14 +164,15 @@ def sync_optimizer_wrapper(cl, wrapped):
     return wrap
 
 
-def run_training(train_op, loss, config, num_towers=1, summary_op=None, cl=None, server=None,
-                 sync_opt=None):
-    """The training loop: runs train_op until global step reaches --max_steps.
+def training_session(loss, config, num_towers=1, summary_op=None, cl=None, server=None,
+                     sync_opt=None):
+    """The session the trainers train in (not yet entered).
 
     A MonitoredTrainingSession restores the latest checkpoint in --train_dir (resume), writes
     a checkpoint every --checkpoint_steps and at the last step, summaries every
-    --summary_steps, and the step log line every --log_frequency steps. In a cluster only the
-    chief (worker 0) restores, checkpoints and summarises; every worker logs.
+    --summary_steps, and the step log line every --log_frequency steps; it stops at
+    --max_steps. In a cluster only the chief (worker 0) restores, checkpoints and summarises;
+    every worker logs.
     """
     is_chief = cl is None or cl.task_index == 0
     scaffold = tf.compat.v1.train.Scaffold(summary_op=summary_op)
@@ -159,23 +185,29 @@ def run_training(train_op, loss, config, num_towers=1, summary_op=None, cl=None,
         config.device_filters.extend(['/job:ps', '/job:worker/task:%d' % cl.task_index])
         if sync_opt is not None:
             hooks.append(sync_opt.make_session_run_hook(is_chief))
+    with cluster.Deadline(FLAGS.cluster_wait_secs if cl else 10 ** 9,
+                          'the cluster (%s) could not be reached within '
+                          '--cluster_wait_secs=%d' % (FLAGS.ps_hosts or 'TF_CONFIG',
+                                                      FLAGS.cluster_wait_secs)):
+        if is_chief:
+            return tf.compat.v1.train.MonitoredTrainingSession(
+                master=master, is_chief=True, checkpoint_dir=FLAGS.train_dir,
+                scaffold=scaffold, hooks=hooks, save_checkpoint_steps=FLAGS.checkpoint_steps,
+                save_summaries_steps=FLAGS.summary_steps, log_step_count_steps=None,
+                config=config, stop_grace_period_secs=STOP_GRACE_SECS)
+        return tf.compat.v1.train.MonitoredSession(
+            session_creator=_WorkerSessionCreator(scaffold=scaffold, master=master,
+                                                  config=config),
+            hooks=hooks, stop_grace_period_secs=STOP_GRACE_SECS)
+
+
+def run_training(train_op, loss, config, num_towers=1, summary_op=None, cl=None, server=None,
+                 sync_opt=None):
+    """The training loop: runs train_op in a training_session until global step reaches
+    --max_steps."""
     local_steps = 0
     try:
-        with cluster.Deadline(FLAGS.cluster_wait_secs if cl else 10 ** 9,
-                              'the cluster (%s) could not be reached within '
-                              '--cluster_wait_secs=%d' % (FLAGS.ps_hosts or 'TF_CONFIG',
-                                                          FLAGS.cluster_wait_secs)):
-            if is_chief:
-                session = tf.compat.v1.train.MonitoredTrainingSession(
-                    master=master, is_chief=True, checkpoint_dir=FLAGS.train_dir,
-                    scaffold=scaffold, hooks=hooks, save_checkpoint_steps=FLAGS.checkpoint_steps,
-                    save_summaries_steps=FLAGS.summary_steps, log_step_count_steps=None,
-                    config=config, stop_grace_period_secs=STOP_GRACE_SECS)
-            else:
-                session = tf.compat.v1.train.MonitoredSession(
-                    session_creator=_WorkerSessionCreator(scaffold=scaffold, master=master,
-                                                          config=config),
-                    hooks=hooks, stop_grace_period_secs=STOP_GRACE_SECS)
+        session = training_session(loss, config, num_towers, summary_op, cl, server, sync_opt)
         with session as mon_sess:
             while not mon_sess.should_stop():
                 mon_sess.run(train_op)
@@ -195,7 +227,7 @@ def train():
     def session_config():
         config = tf.compat.v1.ConfigProto(log_device_placement=FLAGS.log_device_placement)
         config.gpu_options.allow_growth = True
-        return config
+        return with_xla(config)
 
     cl, server, config = join_cluster(session_config)
     batches_dir = cifar10_data_dir()
@@ -208,9 +240,7 @@ def train():
             tf.compat.v1.set_random_seed(FLAGS.seed)
         global_step = tf.compat.v1.train.get_or_create_global_step()
         with tf.device('/cpu:0'):
-            images, labels = inputs.distorted_inputs(data.cifar10_train_files(batches_dir),
-                                                     FLAGS.batch_size,
-                                                     FLAGS.min_fraction_of_examples_in_queue)
+            images, labels = training_inputs(batches_dir)
         logits = model.inference(images, FLAGS.use_fp16, FLAGS.conv21)
         loss = model.loss(logits, labels)
         train_op = model.train(loss, global_step, wrap_optimizer=sync_optimizer_wrapper(

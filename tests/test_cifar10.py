@@ -88,6 +88,55 @@ def test_eval_inputs_come_in_file_order(data_root):
     np.testing.assert_allclose(img.reshape(100, -1).mean(axis=1), 0, atol=1e-4)  # standardised
 
 
+def _crop_offsets(image, crop):
+    """(offset_y, offset_x, flipped) of the 24x24 crop of image that crop is, else None."""
+    for flipped in (False, True):
+        want = crop[:, ::-1] if flipped else crop
+        for oy in range(9):
+            for ox in range(9):
+                if np.array_equal(image[oy:oy + 24, ox:ox + 24], want):
+                    return oy, ox, flipped
+    return None
+
+
+def test_batch_crop_and_flip_has_the_per_image_distribution():
+    """Each output is an exact 24x24 crop of its own input, flipped or not; every offset 0..8
+    occurs on both axes, and about half of the images are flipped."""
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, size=(400, 32, 32, 3)).astype(np.uint8)
+    with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(1)
+        crops = inputs.random_crop_and_flip(tf.constant(images))
+        with tf.compat.v1.Session() as sess:
+            out = sess.run(crops)
+    found = [_crop_offsets(image, crop) for image, crop in zip(images, out)]
+    assert None not in found
+    oy, ox, flipped = zip(*found)
+    assert set(oy) == set(range(9)) and set(ox) == set(range(9))
+    assert 0.4 < np.mean(flipped) < 0.6
+
+
+def _first_batches(images, labels, n=2):
+    with tf.compat.v1.train.MonitoredSession() as sess:
+        return [sess.run([images, labels]) for _ in range(n)]
+
+
+@pytest.mark.parametrize('pipeline', [inputs.distorted_inputs, inputs.distorted_inputs_dataset])
+def test_distorted_training_batches(data_root, pipeline):
+    """Both training pipelines (queue, tf.data): 24x24 standardised images, shuffled labels."""
+    batches = os.path.join(data_root, 'cifar10', data.CIFAR10_DIRNAME)
+    with tf.Graph().as_default():
+        images, labels = pipeline(data.cifar10_train_files(batches), 64, 0.01)
+        assert images.shape.as_list() == [64, 24, 24, 3] and labels.shape.as_list() == [64]
+        got = _first_batches(images, labels)
+    for img, lab in got:
+        flat = img.reshape(64, -1)
+        np.testing.assert_allclose(flat.mean(axis=1), 0, atol=1e-4)
+        np.testing.assert_allclose(flat.std(axis=1), 1, atol=1e-3)
+        assert lab.min() >= 0 and lab.max() <= 9 and len(set(lab)) > 5
+    assert not np.array_equal(got[0][0], got[1][0])
+
+
 def test_average_gradients_is_the_mean():
     with tf.Graph().as_default():
         v = tf.Variable([0.0, 0.0])
@@ -258,13 +307,15 @@ def test_flag_defaults_are_the_originals():
         'batch_size', 'data_dir', 'use_fp16', 'train_dir', 'max_steps', 'num_gpus',
         'log_device_placement', 'log_frequency', 'checkpoint_steps', 'summary_steps',
         'min_fraction_of_examples_in_queue', 'optimizer', 'initial_learning_rate',
-        'learning_rate_decay_factor', 'num_epochs_per_decay', 'conv21', 'fresh', 'seed']) == {
+        'learning_rate_decay_factor', 'num_epochs_per_decay', 'conv21', 'fresh', 'seed',
+        'input_pipeline', 'xla']) == {
         'batch_size': 128, 'data_dir': '/tmp/cifar10_data', 'use_fp16': False,
         'train_dir': '/tmp/cifar10_train', 'max_steps': 1000000, 'num_gpus': 1,
         'log_device_placement': False, 'log_frequency': 10, 'checkpoint_steps': 1000,
         'summary_steps': 100, 'min_fraction_of_examples_in_queue': 0.4, 'optimizer': 'sgd',
         'initial_learning_rate': 0.1, 'learning_rate_decay_factor': 0.1,
-        'num_epochs_per_decay': 350.0, 'conv21': False, 'fresh': False, 'seed': None}
+        'num_epochs_per_decay': 350.0, 'conv21': False, 'fresh': False, 'seed': None,
+        'input_pipeline': 'queue', 'xla': False}
     assert flag_defaults('cifar10.eval', [
         'eval_dir', 'eval_data', 'checkpoint_dir', 'eval_interval_secs', 'num_examples',
         'run_once', 'batch_size', 'data_dir']) == {
