@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
+import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
 from common import mnist_input
@@ -72,10 +73,16 @@ def cnn_model(images, training):
 class Model(object):
     """The graph: placeholders, logits, loss, train op and evaluation counters."""
 
-    def __init__(self, learning_rate):
-        self.images = tf.compat.v1.placeholder(tf.float32, [None, 784], name='images')
-        self.labels = tf.compat.v1.placeholder(tf.int32, [None], name='labels')
-        self.training = tf.compat.v1.placeholder_with_default(False, [], name='training')
+    def __init__(self, learning_rate, inputs=None):
+        """inputs: (images, labels) tensors to train on instead of the placeholders (the
+        benchmark's in-memory batch); training is then on by default."""
+        if inputs is None:
+            self.images = tf.compat.v1.placeholder(tf.float32, [None, 784], name='images')
+            self.labels = tf.compat.v1.placeholder(tf.int32, [None], name='labels')
+        else:
+            self.images, self.labels = inputs
+        self.training = tf.compat.v1.placeholder_with_default(inputs is not None, [],
+                                                              name='training')
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
         logits = cnn_model(self.images, self.training)
         self.probabilities = tf.nn.softmax(logits, name='softmax_tensor')
@@ -88,8 +95,10 @@ class Model(object):
                                                       self.labels), tf.int32))
 
 
-def train(model, mnist, config=None):
-    """Trains to --train_steps, resuming from --model_dir; logs as the Estimator did."""
+def training_session(model, config=None):
+    """The Estimator's session: resumes from --model_dir, stops at --train_steps, logs the
+    probabilities every 50 steps and loss / steps per second every 100, checks for NaN,
+    checkpoints every 1,000 steps and writes summaries every 100."""
     hooks = [
         tf.compat.v1.train.StopAtStepHook(last_step=FLAGS.train_steps),
         tf.compat.v1.train.LoggingTensorHook({'probabilities': model.probabilities},
@@ -98,14 +107,24 @@ def train(model, mnist, config=None):
                                              every_n_iter=100),
         tf.compat.v1.train.NanTensorHook(model.loss),
     ]
+    return tf.compat.v1.train.MonitoredTrainingSession(
+        checkpoint_dir=FLAGS.model_dir, hooks=hooks, save_checkpoint_steps=1000,
+        save_summaries_steps=100, log_step_count_steps=100, config=config)
+
+
+def train_step(sess, model, mnist):
+    """One step on the next shuffled batch of --batch_size."""
+    images, labels = mnist.train.next_batch(FLAGS.batch_size)
+    sess.run(model.train_op, feed_dict={model.images: images, model.labels: labels,
+                                        model.training: True})
+
+
+def train(model, mnist, config=None):
+    """Trains to --train_steps, resuming from --model_dir; logs as the Estimator did."""
     start = time.time()
-    with tf.compat.v1.train.MonitoredTrainingSession(
-            checkpoint_dir=FLAGS.model_dir, hooks=hooks, save_checkpoint_steps=1000,
-            save_summaries_steps=100, log_step_count_steps=100, config=config) as sess:
+    with training_session(model, config) as sess:
         while not sess.should_stop():
-            images, labels = mnist.train.next_batch(FLAGS.batch_size)
-            sess.run(model.train_op, feed_dict={model.images: images, model.labels: labels,
-                                                model.training: True})
+            train_step(sess, model, mnist)
     logging.info('Training done in %.1f s', time.time() - start)
 
 

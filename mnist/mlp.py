@@ -17,6 +17,7 @@ import sys
 from absl import app
 from absl import flags
 import numpy as np
+import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
 from common import mnist_input
@@ -50,25 +51,17 @@ def accuracy(predictions, labels):
     return 100.0 * np.sum(np.argmax(predictions, 1) == labels) / predictions.shape[0]
 
 
-def run(train_images, train_labels, test_images, test_labels, hidden_size, learning_rate,
-        num_steps, seed=None, log=print):
-    """Trains the MLP full-batch; returns a dict of the final loss and accuracies (percent)."""
-    with tf.Graph().as_default():
-        if seed is not None:
-            tf.compat.v1.set_random_seed(seed)
+class Graph(object):
+    """The report's graph, in the default graph: the data sets in variables, the two layers,
+    the loss, the gradient-descent step and the train / test predictions."""
+
+    def __init__(self, train_images, train_labels, test_images, hidden_size, learning_rate):
         # The report used tf.constant for the data sets; variables fed once at initialisation
         # hold the same values without copying 200 MB into the graph definition.
-        data_vars = {}
-
-        def data_variable(array):
-            feed = tf.compat.v1.placeholder(array.dtype, array.shape)
-            var = tf.compat.v1.Variable(feed, trainable=False, collections=[])
-            data_vars[var.initializer] = {feed: array}
-            return var
-
-        tf_train_dataset = data_variable(train_images)
-        tf_train_labels = data_variable(np.eye(10, dtype=np.float32)[train_labels])
-        tf_test_dataset = data_variable(test_images)
+        self._data_feeds = {}
+        tf_train_dataset = self._data_variable(train_images)
+        tf_train_labels = self._data_variable(np.eye(10, dtype=np.float32)[train_labels])
+        tf_test_dataset = self._data_variable(test_images)
 
         weights1 = tf.Variable(tf.random.truncated_normal([784, hidden_size]))
         biases1 = tf.Variable(tf.zeros([hidden_size]))
@@ -79,21 +72,45 @@ def run(train_images, train_labels, test_images, test_labels, hidden_size, learn
             return tf.matmul(tf.nn.relu(tf.matmul(x, weights1) + biases1), weights2) + biases2
 
         logits = model(tf_train_dataset)
-        loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=tf_train_labels,
-                                                                      logits=logits))
-        optimizer = tf.compat.v1.train.GradientDescentOptimizer(learning_rate).minimize(loss)
-        train_prediction = tf.nn.softmax(logits)
-        test_prediction = tf.nn.softmax(model(tf_test_dataset))
+        self.loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+            labels=tf_train_labels, logits=logits))
+        self.optimizer = tf.compat.v1.train.GradientDescentOptimizer(learning_rate).minimize(
+            self.loss)
+        self.train_prediction = tf.nn.softmax(logits)
+        self.test_prediction = tf.nn.softmax(model(tf_test_dataset))
 
+    def _data_variable(self, array):
+        feed = tf.compat.v1.placeholder(array.dtype, array.shape)
+        var = tf.compat.v1.Variable(feed, trainable=False, collections=[])
+        self._data_feeds[var.initializer] = {feed: array}
+        return var
+
+    def initialize(self, session):
+        """Loads the data sets into their variables and initialises the weights."""
+        for initializer, feed in self._data_feeds.items():
+            session.run(initializer, feed)
+        session.run(tf.compat.v1.global_variables_initializer())
+
+    def train_step(self, session):
+        """One full-batch step; returns the loss and the training set's predictions."""
+        _, l, predictions = session.run([self.optimizer, self.loss, self.train_prediction])
+        return l, predictions
+
+
+def run(train_images, train_labels, test_images, test_labels, hidden_size, learning_rate,
+        num_steps, seed=None, log=print):
+    """Trains the MLP full-batch; returns a dict of the final loss and accuracies (percent)."""
+    with tf.Graph().as_default():
+        if seed is not None:
+            tf.compat.v1.set_random_seed(seed)
+        graph = Graph(train_images, train_labels, test_images, hidden_size, learning_rate)
         with tf.compat.v1.Session() as session:
-            for initializer, feed in data_vars.items():
-                session.run(initializer, feed)
-            session.run(tf.compat.v1.global_variables_initializer())
+            graph.initialize(session)
             for step in range(num_steps):
-                _, l, predictions = session.run([optimizer, loss, train_prediction])
+                l, predictions = graph.train_step(session)
                 if step % 100 == 0 or step == num_steps - 1:
                     train_acc = accuracy(predictions, train_labels)
-                    test_acc = accuracy(session.run(test_prediction), test_labels)
+                    test_acc = accuracy(session.run(graph.test_prediction), test_labels)
                     if step % 100 == 0:
                         log('Loss at step %d: %f' % (step, l))
                         log('Training accuracy: %.1f%%' % train_acc)

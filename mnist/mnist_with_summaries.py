@@ -17,6 +17,7 @@ import os
 
 from absl import app
 from absl import flags
+import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
 from common import mnist_input
@@ -77,10 +78,15 @@ def nn_layer(input_tensor, input_dim, output_dim, layer_name, act=tf.nn.relu):
 class Model(object):
     """The tutorial's graph: x, y_, keep_prob placeholders; train_step, accuracy, merged."""
 
-    def __init__(self, learning_rate):
+    def __init__(self, learning_rate, inputs=None):
+        """inputs: (x, y_) tensors to use instead of the placeholders (the benchmark's
+        in-memory batch)."""
         with tf.compat.v1.name_scope('input'):
-            self.x = tf.compat.v1.placeholder(tf.float32, [None, 784], name='x-input')
-            self.y_ = tf.compat.v1.placeholder(tf.int64, [None], name='y-input')
+            if inputs is None:
+                self.x = tf.compat.v1.placeholder(tf.float32, [None, 784], name='x-input')
+                self.y_ = tf.compat.v1.placeholder(tf.int64, [None], name='y-input')
+            else:
+                self.x, self.y_ = inputs
         with tf.compat.v1.name_scope('input_reshape'):
             image_shaped_input = tf.reshape(self.x, [-1, 28, 28, 1])
             tf.compat.v1.summary.image('input', image_shaped_input, 10)
@@ -107,6 +113,21 @@ class Model(object):
         self.merged = tf.compat.v1.summary.merge_all()
 
 
+def train_step(sess, model, train_writer, i, feed_dict):
+    """Training step i: its summaries to train_writer, with a full trace every 100th step."""
+    if i % 100 == 99:  # Record execution stats
+        run_options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+        run_metadata = tf.compat.v1.RunMetadata()
+        summary, _ = sess.run([model.merged, model.train_step], feed_dict=feed_dict,
+                              options=run_options, run_metadata=run_metadata)
+        train_writer.add_run_metadata(run_metadata, 'step%03d' % i)
+        train_writer.add_summary(summary, i)
+        print('Adding run metadata for', i, flush=True)
+    else:  # Record a summary
+        summary, _ = sess.run([model.merged, model.train_step], feed_dict=feed_dict)
+        train_writer.add_summary(summary, i)
+
+
 def train(mnist):
     """The tutorial's loop. Returns the final test-set accuracy."""
     model = Model(FLAGS.learning_rate)
@@ -130,18 +151,8 @@ def train(mnist):
             summary, acc = sess.run([model.merged, model.accuracy], feed_dict=feed_dict(False))
             test_writer.add_summary(summary, i)
             print('Accuracy at step %s: %s' % (i, acc), flush=True)
-        elif i % 100 == 99:  # Record execution stats
-            run_options = tf.compat.v1.RunOptions(
-                trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-            run_metadata = tf.compat.v1.RunMetadata()
-            summary, _ = sess.run([model.merged, model.train_step], feed_dict=feed_dict(True),
-                                  options=run_options, run_metadata=run_metadata)
-            train_writer.add_run_metadata(run_metadata, 'step%03d' % i)
-            train_writer.add_summary(summary, i)
-            print('Adding run metadata for', i, flush=True)
-        else:  # Record a summary
-            summary, _ = sess.run([model.merged, model.train_step], feed_dict=feed_dict(True))
-            train_writer.add_summary(summary, i)
+        else:
+            train_step(sess, model, train_writer, i, feed_dict(True))
     summary, acc = sess.run([model.merged, model.accuracy], feed_dict=feed_dict(False))
     test_writer.add_summary(summary, FLAGS.max_steps)
     print('Final test accuracy after %d steps: %s' % (FLAGS.max_steps, acc), flush=True)
