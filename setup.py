@@ -6,7 +6,7 @@ setup(
     version='0.1.0',
     description='The classic TF1 tutorials (CIFAR-10, MNIST) ported faithfully to TensorFlow 2.21.',
     python_requires='>=3.9',
-    packages=['common', 'cifar10', 'mnist'],
+    packages=['common', 'cifar10', 'mnist', 'bench'],
     install_requires=[
         'tensorflow-cpu==2.21.0',
         'numpy',
@@ -18,5 +18,8 @@ setup(
         'gpu': ['tensorflow[and-cuda]==2.21.0'],
         'plot': ['matplotlib'],  # mnist/mlp.py --plot_samples
         'test': ['pytest', 'matplotlib'],
+        # python -m bench: the peers. PyTorch's CPU build: pip install torch==2.13.0 (plain
+        # 'torch' from PyPI is a CUDA build of several GB).
+        'bench': ['keras>=3', 'torch==2.13.0'],
     },
 )

@@ -1,0 +1,72 @@
+"""One benchmark process (started by bench/run.py): builds one Workload, warms it up, then
+times windows when asked, so that the runner can interleave several of them.
+
+    python -m bench.worker MODEL VARIANT WORKDIR WARMUP_SECONDS
+
+Protocol, one line each way: it prints '@@ ready {"examples_per_step": ..., "flops": ...}' once
+warm; each 'run SECONDS' it reads is answered by '@@ result STEPS EXAMPLES ELAPSED' (at least
+two steps, then until SECONDS have passed); 'quit' or end of input ends it. Everything else
+the models print goes to stderr.
+"""
+
+import json
+import os
+import sys
+import time
+
+
+def _timed(step, examples_per_step, seconds, min_steps=2):
+    """Runs step() for `seconds` (at least min_steps times); returns (steps, examples, secs)."""
+    steps = 0
+    start = time.perf_counter()
+    while True:
+        step()
+        steps += 1
+        elapsed = time.perf_counter() - start
+        if steps >= min_steps and elapsed >= seconds:
+            return steps, steps * examples_per_step, elapsed
+
+
+def _serve(workload, protocol, warmup_seconds):
+    _timed(workload.step, workload.examples_per_step, warmup_seconds)
+    protocol.write('@@ ready %s\n' % json.dumps({'examples_per_step': workload.examples_per_step,
+                                                 'flops': workload.flops}))
+    protocol.flush()
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == 'quit':
+            break
+        steps, examples, elapsed = _timed(workload.step, workload.examples_per_step,
+                                          float(words[1]))
+        protocol.write('@@ result %d %d %.6f\n' % (steps, examples, elapsed))
+        protocol.flush()
+    workload.close()
+
+
+def main():
+    model, variant, workdir, warmup_seconds = sys.argv[1:5]
+    # The protocol gets this process's stdout; whatever the scripts print goes to stderr.
+    protocol = os.fdopen(os.dup(1), 'w')
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    if model == 'matmul_peak':
+        from bench import flops
+        with _default_graph():
+            return _serve(flops.matmul_workload(variant), protocol, float(warmup_seconds))
+    if variant == 'pytorch':
+        from bench import peers
+        return _serve(peers.build(model, variant), protocol, float(warmup_seconds))
+    from bench import workloads
+    if variant == 'keras':
+        return _serve(workloads.build(model, variant, workdir), protocol, float(warmup_seconds))
+    with _default_graph():
+        _serve(workloads.build(model, variant, workdir), protocol, float(warmup_seconds))
+
+
+def _default_graph():
+    import tensorflow as tf
+    return tf.Graph().as_default()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,206 @@
+"""What the benchmark times: one training step of a model, built each way.
+
+A Workload is (examples per step, a step function, FLOPs per step, a close function). The
+ways, for each model:
+  ours      our script's training loop body, as the script runs it: its input pipeline (the
+            CIFAR-10 queues, or the MNIST batches fed from NumPy), its session and hooks,
+            summaries and checkpoints on the script's schedule, with the script's defaults.
+            Test-set evaluations are not training and are left out.
+  ours_fed  the same model and train op, on one batch held in variables in memory, nothing
+            else run: the ceiling for `ours`.
+  keras / pytorch   the same model, batch and optimiser in the peer frameworks (bench/peers.py).
+  queue / dataset   (CIFAR-10 only) the input pipeline alone, dequeuing batches as fast as it can.
+"""
+
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from bench import BATCH, MODELS, Workload  # noqa: F401 (re-exported)
+from bench import flops
+
+FLAGS = flags.FLAGS
+
+def _parse_script_flags(define_flags, *args):
+    """Defines a script's flags and parses its defaults (plus args) into FLAGS."""
+    define_flags()
+    FLAGS(['bench'] + list(args))
+
+
+def _memory_batch(array, name):
+    """A non-trainable variable holding `array`, and the feed that initialises it."""
+    feed = tf.compat.v1.placeholder(array.dtype, array.shape)
+    var = tf.compat.v1.Variable(feed, trainable=False, name=name)
+    return var, {feed: array}
+
+
+def _mnist_batch(batch_size, labels_dtype=np.int32):
+    """The first batch_size MNIST training images (scaled, [B, 784]) and labels."""
+    from common import mnist_input
+    mnist = mnist_input.read_data_sets_for(FLAGS)
+    return mnist.train.images[:batch_size], mnist.train.labels[:batch_size].astype(labels_dtype)
+
+
+def _fed(build_model, images, labels, config=None):
+    """ours_fed: build_model((images_var, labels_var)) -> (train_op, feed of the scalar
+    placeholders such as the dropout keep probability, or None); runs train_op alone."""
+    images_var, feed_images = _memory_batch(images, 'bench_images')
+    labels_var, feed_labels = _memory_batch(labels, 'bench_labels')
+    train_op, feed = build_model((images_var, labels_var))
+    sess = tf.compat.v1.Session(config=config)
+    sess.run(tf.compat.v1.global_variables_initializer(), {**feed_images, **feed_labels})
+    return Workload(len(images), lambda: sess.run(train_op, feed), flops.step_flops(train_op),
+                    sess.close)
+
+
+def _entered(session):
+    """Enters a MonitoredSession; returns (session, close)."""
+    session.__enter__()
+    return session, lambda: session.__exit__(None, None, None)
+
+
+# --- cnn_mnist -------------------------------------------------------------------------------
+
+def cnn_mnist(variant, workdir):
+    from common import mnist_input
+    from mnist import cnn_mnist as script
+    _parse_script_flags(script.define_flags, '--model_dir=%s' % workdir)
+    if variant == 'ours_fed':
+        return _fed(lambda inputs: (script.Model(FLAGS.learning_rate, inputs).train_op, None),
+                    *_mnist_batch(FLAGS.batch_size))
+    mnist = mnist_input.read_data_sets_for(FLAGS)
+    model = script.Model(FLAGS.learning_rate)
+    sess, close = _entered(script.training_session(model))
+    return Workload(FLAGS.batch_size, lambda: script.train_step(sess, model, mnist), None, close)
+
+
+# --- mnist_with_summaries --------------------------------------------------------------------
+
+def mnist_with_summaries(variant, workdir):
+    from common import mnist_input
+    from mnist import mnist_with_summaries as script
+    _parse_script_flags(script.define_flags, '--log_dir=%s' % workdir)
+    if variant == 'ours_fed':
+        def build(inputs):
+            model = script.Model(FLAGS.learning_rate, inputs)
+            return model.train_step, {model.keep_prob: FLAGS.dropout}
+        return _fed(build, *_mnist_batch(100, np.int64))
+    mnist = mnist_input.read_data_sets_for(FLAGS)
+    model = script.Model(FLAGS.learning_rate)
+    sess = tf.compat.v1.Session()
+    writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/train', sess.graph)
+    sess.run(tf.compat.v1.global_variables_initializer())
+    counter = [0]
+
+    def step():
+        i = counter[0] = counter[0] + 1
+        if i % FLAGS.test_every == 0:  # the script evaluates the test set instead of training
+            i = counter[0] = i + 1
+        xs, ys = mnist.train.next_batch(100)
+        script.train_step(sess, model, writer, i, {model.x: xs, model.y_: ys,
+                                                    model.keep_prob: FLAGS.dropout})
+
+    def close():
+        writer.close()
+        sess.close()
+    return Workload(100, step, None, close)
+
+
+# --- deep_cnn --------------------------------------------------------------------------------
+
+def deep_cnn(variant, workdir):
+    from common import mnist_input
+    from mnist import deep_cnn as script
+    _parse_script_flags(script.define_flags, '--log_dir=%s' % workdir)
+    if variant == 'ours_fed':
+        def build(inputs):
+            model = script.Model(inputs)
+            return model.train_op, {model.pkeep: 0.75}
+        return _fed(build, *_mnist_batch(FLAGS.batch_size))
+    mnist = mnist_input.read_data_sets_for(FLAGS)
+    model = script.Model()
+    sess = tf.compat.v1.Session()
+    sess.run(tf.compat.v1.global_variables_initializer())
+
+    def step():
+        images, labels = mnist.train.next_batch(FLAGS.batch_size)
+        script.train_step(sess, model, images, labels)
+    return Workload(FLAGS.batch_size, step, None, sess.close)
+
+
+# --- the full-batch MLP ----------------------------------------------------------------------
+
+def mlp(variant, workdir):
+    from common import mnist_input
+    from mnist import mlp as script
+    del workdir
+    _parse_script_flags(script.define_flags)
+    mnist = mnist_input.read_data_sets_for(FLAGS, scale=False)
+    graph = script.Graph(mnist.train.images.astype(np.float32), mnist.train.labels,
+                         mnist.test.images.astype(np.float32), FLAGS.hidden_size,
+                         FLAGS.learning_rate)
+    sess = tf.compat.v1.Session()
+    graph.initialize(sess)
+    n = len(mnist.train.labels)
+    if variant == 'ours_fed':
+        return Workload(n, lambda: sess.run(graph.optimizer), flops.step_flops(graph.optimizer),
+                        sess.close)
+    return Workload(n, lambda: graph.train_step(sess), None, sess.close)
+
+
+# --- CIFAR-10 --------------------------------------------------------------------------------
+
+def cifar10(variant, workdir):
+    from cifar10 import multi_gpu_train as script
+    from cifar10 import train as single
+    from common import training
+    _parse_script_flags(script.define_flags, '--train_dir=%s' % workdir)
+    devices, config = training.tower_devices(FLAGS.num_gpus)
+    examples = FLAGS.batch_size * FLAGS.num_gpus
+    if variant == 'ours_fed':
+        rng = np.random.RandomState(0)
+        images = rng.standard_normal([examples, 24, 24, 3]).astype(np.float32)
+        labels = rng.randint(0, 10, examples).astype(np.int32)
+
+        def build(inputs):
+            global_step = tf.compat.v1.train.get_or_create_global_step()
+            half = FLAGS.batch_size
+            tower_inputs = [(inputs[0][i * half:(i + 1) * half], inputs[1][i * half:(i + 1) * half])
+                            for i in range(len(devices))]
+            train_op, _, _ = script.build_towers(tower_inputs, devices, global_step,
+                                                 use_fp16=FLAGS.use_fp16, conv21=FLAGS.conv21,
+                                                 **single.hparams())
+            return train_op, None
+        return _fed(build, images, labels, config)
+    batches_dir = single.cifar10_data_dir()
+    if variant == 'ours':
+        train_op, loss, summary_op = script.build_training_graph(batches_dir, devices)
+        sess, close = _entered(single.training_session(loss, config, FLAGS.num_gpus, summary_op))
+        return Workload(examples, lambda: sess.run(train_op), None, close)
+    # The input pipeline alone.
+    from cifar10 import inputs
+    from common import data
+    files = data.cifar10_train_files(batches_dir)
+    if variant == 'queue':
+        images, labels = inputs.distorted_inputs(files, FLAGS.batch_size,
+                                                 FLAGS.min_fraction_of_examples_in_queue)
+    else:
+        images, labels = inputs.distorted_inputs_dataset(files, FLAGS.batch_size)
+    batch = tf.group(images, labels)
+    sess, close = _entered(tf.compat.v1.train.MonitoredSession())
+    return Workload(FLAGS.batch_size, lambda: sess.run(batch), None, close)
+
+
+BUILDERS = {'cnn_mnist': cnn_mnist, 'mnist_with_summaries': mnist_with_summaries,
+            'deep_cnn': deep_cnn, 'cifar10': cifar10, 'mlp': mlp}
+
+
+def build(model, variant, workdir):
+    """The Workload of `model` built `variant`-wise (ours, ours_fed, keras, pytorch, queue or
+    dataset), writing its checkpoints and event files under workdir. The TensorFlow ones are
+    built in the default graph: call this inside a `with tf.Graph().as_default()` that lasts
+    as long as the Workload is used."""
+    if variant in ('keras', 'pytorch'):
+        from bench import peers
+        return peers.build(model, variant)
+    return BUILDERS[model](variant, workdir)

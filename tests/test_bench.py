@@ -1,0 +1,73 @@
+"""The benchmark: FLOPs counted from the graph, and a short run of `python -m bench` with its
+JSON (the speed figures themselves are printed by the benchmark, never asserted here)."""
+
+import json
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from bench import flops
+from cifar10 import model
+from conftest import REPO
+
+
+def _mlp_train_op(batch, sizes):
+    x = tf.zeros([batch, sizes[0]])
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        w = tf.compat.v1.get_variable('w%d' % i, [n_in, n_out])
+        x = tf.matmul(x, w)
+        if i < len(sizes) - 2:
+            x = tf.nn.relu(x)
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.zeros([batch], tf.int32), logits=x))
+    return tf.compat.v1.train.AdamOptimizer().minimize(loss)
+
+
+def test_mlp_flops_are_three_products_per_layer_but_the_inputs_gradient():
+    with tf.Graph().as_default():
+        train_op = _mlp_train_op(100, [784, 500, 10])
+        forward = 2 * 100 * (784 * 500 + 500 * 10)
+        # forward, the weights' gradients, and the gradient into layer 2 only
+        assert flops.step_flops(train_op) == 2 * forward + 2 * 100 * 500 * 10
+
+
+def test_cifar10_flops_per_step():
+    with tf.Graph().as_default():
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        logits = model.inference(tf.zeros([128, 24, 24, 3]))
+        loss = model.loss(logits, tf.zeros([128], tf.int32))
+        train_op = model.train(loss, global_step, batch_size=128)
+        conv1 = 2 * 128 * 24 * 24 * 64 * 5 * 5 * 3
+        rest = 2 * 128 * (12 * 12 * 64 * 5 * 5 * 64 + 6 * 6 * 64 * 384 + 384 * 192 + 192 * 10)
+        assert flops.step_flops(train_op) == 2 * conv1 + 3 * rest  # 13.48 GFLOP
+
+
+def _bench(*args):
+    return subprocess.run([sys.executable, '-m', 'bench'] + list(args), cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_bench_prints_the_table_and_writes_json(tmp_path):
+    out = tmp_path / 'bench.json'
+    result = _bench('--models=mnist_with_summaries', '--ways=ours,ours_fed', '--seconds=0.2',
+                    '--rounds=2', '--warmup_seconds=0.2', '--json=%s' % out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '| mnist_with_summaries | 100 |' in result.stdout
+    rows = json.loads(out.read_text())
+    row, peak = rows
+    assert set(row) >= {'model', 'ours', 'ours_fed', 'keras', 'pytorch', 'flops_per_step',
+                        'peak_fraction'}
+    assert row['model'] == 'mnist_with_summaries'
+    assert row['ours'] > 0 and row['ours_fed'] > 0
+    assert row['keras'] is None and row['pytorch'] is None  # not asked for
+    assert row['flops_per_step'] == 2 * 2 * 100 * (784 * 500 + 500 * 10) + 2 * 100 * 500 * 10
+    assert 0 < row['peak_fraction'] < 2
+    assert len(row['windows']['ours']) == 2
+    assert peak['model'] == 'matmul_peak' and peak['gflops'] > 1
+
+
+def test_bench_rejects_an_unknown_model():
+    result = _bench('--models=cnn_mnist,resnet')
+    assert result.returncode != 0
+    assert '--models: expected a comma-separated list of cnn_mnist' in result.stderr
