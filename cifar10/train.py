@@ -71,8 +71,8 @@ def define_flags():
                       'Training input: the original\'s queues and queue runners, or tf.data '
                       '(same distortions and shuffling).')
     flags.DEFINE_boolean('xla', False,
-                         'Compile the model with XLA (global JIT). Helps on GPUs; on a CPU it '
-                         'made the model slower.')
+                         'Compile the model with XLA (global JIT). For GPUs; on a CPU '
+                         'TensorFlow leaves a v1 session unchanged.')
     cluster.define_flags()
 
 

@@ -241,6 +241,16 @@ def test_two_tower_run_writes_checkpoints_logs_and_summaries(trained):
     assert not any(t.startswith('tower_') for t in tags['scalars'] + tags['histograms'])
 
 
+def test_single_device_trainer_with_tf_data_input_and_xla(tmp_path):
+    result = run_script('cifar10/train.py', '--max_steps=3', '--batch_size=16',
+                        '--input_pipeline=dataset', '--xla', '--log_frequency=1',
+                        '--min_fraction_of_examples_in_queue=0.005',
+                        '--train_dir=%s' % (tmp_path / 'train'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [int(s) for s in re.findall(r'step (\d+), loss', result.stdout)] == [1, 2]
+    assert tf.train.latest_checkpoint(str(tmp_path / 'train')).endswith('model.ckpt-3')
+
+
 def test_eval_run_once_prints_precision(trained, tmp_path):
     train_dir, _ = trained
     result = run_script('cifar10/eval.py', '--run_once', '--checkpoint_dir=' + train_dir,
