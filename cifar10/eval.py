@@ -19,6 +19,7 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
+import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
 from cifar10 import inputs
