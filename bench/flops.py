@@ -48,9 +48,9 @@ def step_flops(fetches):
     every op they depend on, through data and control inputs, except the gradients' gates.
 
     An optimiser's default gate_gradients=GATE_OP groups all gradients of an op with a
-    control dependency (a '.../tuple/group_deps' op), so TensorFlow also computes the gradient
-    of the first layer's input, which nothing uses. That work is run, but it is not model work
-    (the peers skip it): it is left out here.
+    control dependency (a '.../tuple/group_deps' op), which ties the gradient of the first
+    layer's input into the train op; nothing uses it, TensorFlow's graph optimiser prunes it
+    (it never shows in a step's trace) and the peers skip it, so it is not counted.
     """
     seen = set()
     stack = [f.op if isinstance(f, tf.Tensor) else f for f in tf.nest.flatten(fetches)]
