@@ -164,9 +164,8 @@ def cifar10(variant, workdir):
 
         def build(inputs):
             global_step = tf.compat.v1.train.get_or_create_global_step()
-            half = FLAGS.batch_size
-            tower_inputs = [(inputs[0][i * half:(i + 1) * half], inputs[1][i * half:(i + 1) * half])
-                            for i in range(len(devices))]
+            tower_inputs = list(zip(tf.split(inputs[0], len(devices)),
+                                    tf.split(inputs[1], len(devices))))
             train_op, _, _ = script.build_towers(tower_inputs, devices, global_step,
                                                  use_fp16=FLAGS.use_fp16, conv21=FLAGS.conv21,
                                                  **single.hparams())
@@ -177,15 +176,9 @@ def cifar10(variant, workdir):
         train_op, loss, summary_op = script.build_training_graph(batches_dir, devices)
         sess, close = _entered(single.training_session(loss, config, FLAGS.num_gpus, summary_op))
         return Workload(examples, lambda: sess.run(train_op), None, close)
-    # The input pipeline alone.
-    from cifar10 import inputs
-    from common import data
-    files = data.cifar10_train_files(batches_dir)
-    if variant == 'queue':
-        images, labels = inputs.distorted_inputs(files, FLAGS.batch_size,
-                                                 FLAGS.min_fraction_of_examples_in_queue)
-    else:
-        images, labels = inputs.distorted_inputs_dataset(files, FLAGS.batch_size)
+    # The input pipeline alone, as --input_pipeline=queue|dataset builds it.
+    FLAGS.input_pipeline = variant
+    images, labels = single.training_inputs(batches_dir)
     batch = tf.group(images, labels)
     sess, close = _entered(tf.compat.v1.train.MonitoredSession())
     return Workload(FLAGS.batch_size, lambda: sess.run(batch), None, close)
