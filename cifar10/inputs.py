@@ -15,7 +15,6 @@ IMAGE_SIZE = 24
 NUM_CLASSES = 10
 NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN = 50000
 NUM_EXAMPLES_PER_EPOCH_FOR_EVAL = 10000
-RECORD_BYTES = 1 + 32 * 32 * 3
 # The training queue's reader threads (the original's 16 did per-image work, which now runs
 # per batch), and the records each of them reads at a time.
 NUM_READ_THREADS = 2
@@ -37,15 +36,10 @@ def read_cifar10(filename_queue):
     `uint8image` (uint8 [32, 32, 3]).
     """
     result = CIFAR10Record()
-    image_bytes = result.height * result.width * result.depth
-    record_bytes = 1 + image_bytes
-    reader = tf.compat.v1.FixedLengthRecordReader(record_bytes=record_bytes)
+    reader = tf.compat.v1.FixedLengthRecordReader(record_bytes=data.CIFAR10_RECORD_BYTES)
     result.key, value = reader.read(filename_queue)
-    record = tf.io.decode_raw(value, tf.uint8)
-    result.label = tf.cast(tf.strided_slice(record, [0], [1]), tf.int32)
-    depth_major = tf.reshape(tf.strided_slice(record, [1], [record_bytes]),
-                             [result.depth, result.height, result.width])
-    result.uint8image = tf.transpose(depth_major, [1, 2, 0])
+    images, result.label = decode_records(tf.reshape(value, [1]))
+    result.uint8image = images[0]
     return result
 
 
@@ -115,7 +109,7 @@ def distorted_inputs(filenames, batch_size, min_fraction_of_examples_in_queue=0.
     _check_files(filenames)
     with tf.compat.v1.name_scope('data_augmentation'):
         filename_queue = tf.compat.v1.train.string_input_producer(filenames)
-        reader = tf.compat.v1.FixedLengthRecordReader(record_bytes=RECORD_BYTES)
+        reader = tf.compat.v1.FixedLengthRecordReader(record_bytes=data.CIFAR10_RECORD_BYTES)
         _, values = reader.read_up_to(filename_queue, READ_RECORDS)
         images, labels = decode_records(values)
         min_queue_examples = _min_queue_examples(min_fraction_of_examples_in_queue)
@@ -128,6 +122,11 @@ def distorted_inputs(filenames, batch_size, min_fraction_of_examples_in_queue=0.
         return images, label_batch
 
 
+def _decode_and_distort(values):
+    images, labels = decode_records(values)
+    return distort_batch(images), labels
+
+
 def distorted_inputs_dataset(filenames, batch_size, min_fraction_of_examples_in_queue=0.4):
     """The same batches from a tf.data pipeline (--input_pipeline=dataset): the files in a
     random order each epoch, a shuffle buffer of the queue's size, the distortions per batch
@@ -137,11 +136,11 @@ def distorted_inputs_dataset(filenames, batch_size, min_fraction_of_examples_in_
     with tf.compat.v1.name_scope('data_augmentation'):
         min_queue_examples = _min_queue_examples(min_fraction_of_examples_in_queue)
         files = tf.data.Dataset.from_tensor_slices(filenames).shuffle(len(filenames)).repeat()
-        dataset = (files.flat_map(lambda f: tf.data.FixedLengthRecordDataset(f, RECORD_BYTES))
+        dataset = (files.flat_map(lambda f: tf.data.FixedLengthRecordDataset(
+                       f, data.CIFAR10_RECORD_BYTES))
                    .shuffle(min_queue_examples + 3 * batch_size)
                    .batch(batch_size, drop_remainder=True)
-                   .map(lambda values: (lambda im, lb: (distort_batch(im), lb))(
-                       *decode_records(values)), num_parallel_calls=tf.data.AUTOTUNE)
+                   .map(_decode_and_distort, num_parallel_calls=tf.data.AUTOTUNE)
                    .prefetch(tf.data.AUTOTUNE))
         images, labels = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
         images.set_shape([batch_size, IMAGE_SIZE, IMAGE_SIZE, 3])
