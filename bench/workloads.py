@@ -173,8 +173,9 @@ def cifar10(variant, workdir):
         return _fed(build, images, labels, config)
     batches_dir = single.cifar10_data_dir()
     if variant == 'ours':
-        train_op, loss, summary_op = script.build_training_graph(batches_dir, devices)
-        sess, close = _entered(single.training_session(loss, config, FLAGS.num_gpus, summary_op))
+        train_op, losses, summary_op = script.build_training_graph(batches_dir, devices)
+        sess, close = _entered(single.training_session(losses[-1], config, FLAGS.num_gpus,
+                                                       summary_op, tower_losses=losses))
         return Workload(examples, lambda: sess.run(train_op), None, close)
     # The input pipeline alone, as --input_pipeline=queue|dataset builds it.
     FLAGS.input_pipeline = variant

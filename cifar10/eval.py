@@ -7,6 +7,9 @@ Restores the moving-average shadow variables, counts exactly --num_examples test
 prints '<time>: precision @ 1 = 0.838' and writes a `Precision @ 1` summary to --eval_dir at
 the checkpoint's global step. Each checkpoint is evaluated once; while there is none it waits
 and says so; a checkpoint rotated away before it could be restored is skipped; Ctrl-C stops.
+The model flags (--conv21, --use_fp16) not given on the command line are taken from the
+trainer's saved flags in --checkpoint_dir (one line says so); given and different from them, or
+a checkpoint of another model: one line naming the flag or file, exit status 1.
 """
 
 import datetime
@@ -26,6 +29,7 @@ from cifar10 import inputs
 from cifar10 import model
 from cifar10 import train as single
 from common import data
+from common import training
 
 FLAGS = flags.FLAGS
 
@@ -55,16 +59,25 @@ def checkpoint_global_step(ckpt_path):
 
 
 def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_examples, batch_size,
-              config=None):
+              config=None, variables=None):
     """Evaluates one checkpoint on exactly num_examples examples.
 
+    variables: the saver's variables by checkpoint name, checked against the checkpoint first
+    (training.CheckpointMismatchError for a checkpoint of another model).
     Returns the precision @ 1, or None when the checkpoint vanished before it was restored.
     """
     global_step = checkpoint_global_step(ckpt_path)
     with tf.compat.v1.Session(config=config) as sess:
         try:
+            if variables is not None:
+                training.check_checkpoint(ckpt_path, variables, 'the model evaluated')
             saver.restore(sess, ckpt_path)
-        except (tf.errors.NotFoundError, ValueError) as e:
+        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
+                tf.errors.DataLossError, ValueError) as e:
+            if tf.io.gfile.exists(ckpt_path + '.index'):  # there, but not this model's
+                raise training.CheckpointMismatchError(
+                    'the checkpoint %s does not match the model evaluated (%s)'
+                    % (ckpt_path, training.first_line(e))) from None
             print('%s: checkpoint %s is gone (rotated away?), skipped: %s'
                   % (datetime.datetime.now(), ckpt_path, str(e).splitlines()[0]), flush=True)
             return None
@@ -90,12 +103,56 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
     return precision
 
 
+def take_model_flags(checkpoint_dir):
+    """Sets the model flags not given on the command line to the trainer's, from the flags it
+    saved in checkpoint_dir (saying so in one line). Raises CheckpointMismatchError for a model
+    flag given with another value than the trainer's."""
+    saved, path = training.latest_saved_flags(checkpoint_dir)
+    if saved is None:
+        return
+    taken = []
+    for name in single.MODEL_FLAGS:
+        if name not in saved:
+            continue
+        if FLAGS[name].present and FLAGS[name].value != saved[name]:
+            raise training.CheckpointMismatchError(
+                '--%s=%s, but the checkpoints in --checkpoint_dir=%s were trained with --%s=%s '
+                '(%s)' % (name, FLAGS[name].value, checkpoint_dir, name, saved[name],
+                          os.path.basename(path)))
+        if not FLAGS[name].present:
+            FLAGS[name].value = saved[name]
+            taken.append('--%s=%s' % (name, saved[name]))
+    if taken:
+        print('Model flags from the trainer\'s %s: %s' % (path, ' '.join(taken)), flush=True)
+
+
+def wait_for_checkpoint():
+    """The latest checkpoint in --checkpoint_dir, waiting for the first one (saying so once)
+    unless --run_once."""
+    said_waiting = False
+    while True:
+        ckpt_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
+        if ckpt_path is not None:
+            return ckpt_path
+        if FLAGS.run_once:
+            sys.exit('error: no checkpoint in --checkpoint_dir=%s' % FLAGS.checkpoint_dir)
+        if not said_waiting:
+            print('%s: no checkpoint in %s yet; waiting (checking every %d s)'
+                  % (datetime.datetime.now(), FLAGS.checkpoint_dir, FLAGS.eval_interval_secs),
+                  flush=True)
+            said_waiting = True
+        time.sleep(FLAGS.eval_interval_secs)
+
+
 def evaluate():
-    """Builds the eval graph once, then evaluates each new checkpoint until stopped."""
+    """Waits for the first checkpoint, builds the eval graph for its model, then evaluates
+    each new checkpoint until stopped."""
     if FLAGS.num_examples > EVAL_RECORDS[FLAGS.eval_data]:
         sys.exit('error: --num_examples=%d is more than the %d examples of --eval_data=%s'
                  % (FLAGS.num_examples, EVAL_RECORDS[FLAGS.eval_data], FLAGS.eval_data))
     batches_dir = single.cifar10_data_dir()
+    ckpt_path = wait_for_checkpoint()
+    take_model_flags(FLAGS.checkpoint_dir)
     config = tf.compat.v1.ConfigProto()
     config.gpu_options.allow_growth = True  # leave the card's memory to the trainer beside us
     with tf.Graph().as_default() as g:
@@ -103,31 +160,22 @@ def evaluate():
                                        EVAL_RECORDS[FLAGS.eval_data])
         logits = model.inference(images, FLAGS.use_fp16, FLAGS.conv21)
         top_k_op = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
-        saver = tf.compat.v1.train.Saver(model.variables_to_restore())
+        variables = model.variables_to_restore()
+        saver = tf.compat.v1.train.Saver(variables)
         summary_op = tf.compat.v1.summary.merge_all()
         os.makedirs(FLAGS.eval_dir, exist_ok=True)
         summary_writer = tf.compat.v1.summary.FileWriter(FLAGS.eval_dir, g)
         last_evaluated = None
-        said_waiting = False
         try:
             while True:
-                ckpt_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
-                if ckpt_path is None:
-                    if FLAGS.run_once:
-                        sys.exit('error: no checkpoint in --checkpoint_dir=%s'
-                                 % FLAGS.checkpoint_dir)
-                    if not said_waiting:
-                        print('%s: no checkpoint in %s yet; waiting (checking every %d s)'
-                              % (datetime.datetime.now(), FLAGS.checkpoint_dir,
-                                 FLAGS.eval_interval_secs), flush=True)
-                        said_waiting = True
-                elif ckpt_path != last_evaluated:
+                if ckpt_path != last_evaluated:
                     eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path,
-                              FLAGS.num_examples, FLAGS.batch_size, config)
+                              FLAGS.num_examples, FLAGS.batch_size, config, variables)
                     last_evaluated = ckpt_path
                 if FLAGS.run_once:
                     break
                 time.sleep(FLAGS.eval_interval_secs)
+                ckpt_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir) or last_evaluated
         finally:
             summary_writer.close()
 
@@ -136,7 +184,7 @@ def main(argv):
     del argv
     try:
         evaluate()
-    except data.DataError as e:
+    except (data.DataError, training.CheckpointMismatchError) as e:
         sys.exit('error: %s' % e)
     except KeyboardInterrupt:
         print('Interrupted: evaluator stopped.', file=sys.stderr)

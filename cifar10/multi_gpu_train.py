@@ -73,14 +73,15 @@ def build_towers(tower_inputs, devices, global_step, batch_size, optimizer_name=
       devices: one device string per tower.
       wrap_optimizer: if given, wraps the optimiser (e.g. in a SyncReplicasOptimizer).
     Returns:
-      (train_op, loss of the last tower, summary_op).
+      (train_op, the towers' losses (one per tower; the last tower's is the one logged),
+      summary_op).
     """
     lr = model.learning_rate(global_step, batch_size, initial_learning_rate, decay_factor,
                              num_epochs_per_decay)
     opt = model.optimizer(optimizer_name, lr)
     if wrap_optimizer:
         opt = wrap_optimizer(opt)
-    tower_grads = []
+    tower_grads, losses = [], []
     with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope()):
         for i, device in enumerate(devices):
             with tf.device(device), \
@@ -89,6 +90,7 @@ def build_towers(tower_inputs, devices, global_step, batch_size, optimizer_name=
                 images, labels = pair() if callable(pair) else pair
                 loss = tower_loss(scope, images, labels, use_fp16, conv21,
                                   summarize=(i == len(devices) - 1))
+                losses.append(loss)
                 tf.compat.v1.get_variable_scope().reuse_variables()
                 # Summaries from the last tower only.
                 summaries = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.SUMMARIES, scope)
@@ -101,7 +103,7 @@ def build_towers(tower_inputs, devices, global_step, batch_size, optimizer_name=
     shared = [s for s in tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.SUMMARIES)
               if not s.op.name.startswith(model.TOWER_NAME + '_') and s.name not in taken]
     summary_op = tf.compat.v1.summary.merge(summaries + histograms + shared)
-    return train_op, loss, summary_op
+    return train_op, losses, summary_op
 
 
 def train():
@@ -117,22 +119,21 @@ def train():
     cl, server, config = single.join_cluster(session_config)
     devices = tower_devices
     batches_dir = single.cifar10_data_dir()
-    if cl is None or cl.task_index == 0:
-        training.prepare_train_dir(FLAGS.train_dir, FLAGS.fresh)
-        training.save_flags(FLAGS.train_dir, FLAGS)
+    single.start_train_dir(cl)
     wrapped = []
     # Tower devices carry no job: in a cluster the replica device setter completes them with
     # this worker, and sends the variables (pinned to /cpu:0) to the ps tasks.
     with tf.Graph().as_default(), single.graph_device(cl, '/cpu:0'):
-        train_op, loss, summary_op = build_training_graph(
+        train_op, losses, summary_op = build_training_graph(
             batches_dir, devices, single.sync_optimizer_wrapper(cl, wrapped))
-        single.run_training(train_op, loss, config, FLAGS.num_gpus, summary_op, cl=cl,
-                            server=server, sync_opt=wrapped[0] if wrapped else None)
+        single.run_training(train_op, losses[-1], config, FLAGS.num_gpus, summary_op, cl=cl,
+                            server=server, sync_opt=wrapped[0] if wrapped else None,
+                            tower_losses=losses)
 
 
 def build_training_graph(batches_dir, devices, wrap_optimizer=None):
     """The trainer's graph from its flags: global step, input pipeline, prefetch queue and one
-    tower per device. Returns (train_op, loss, summary_op)."""
+    tower per device. Returns (train_op, the towers' losses, summary_op)."""
     if FLAGS.seed is not None:
         tf.compat.v1.set_random_seed(FLAGS.seed)
     global_step = tf.compat.v1.train.get_or_create_global_step()

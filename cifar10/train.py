@@ -10,6 +10,7 @@ This file also defines the flags and the training loop that multi_gpu_train.py s
 
 import contextlib
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -108,14 +109,43 @@ def hparams():
                 num_epochs_per_decay=FLAGS.num_epochs_per_decay)
 
 
+class _ChiefWaitingSessionManager(tf.compat.v1.train.SessionManager):
+    """A non-chief's session manager: checks for the chief's initialisation every second
+    (the default is 30 s) and calls on_wait() after each check that found it not ready."""
+
+    def __init__(self, on_wait, **kwargs):
+        super().__init__(recovery_wait_secs=1, **kwargs)
+        self._on_wait = on_wait
+
+    def _safe_close(self, sess):  # called after each attempt that found the model not ready
+        self._on_wait()
+        super()._safe_close(sess)
+
+
 class _WorkerSessionCreator(tf.compat.v1.train.WorkerSessionCreator):
-    """A non-chief's session: checks for the chief's initialisation every second instead of
-    the default 30 s."""
+    """A non-chief's session: waits for the chief as long as it takes, saying so every 30 s."""
+
+    def __init__(self, task_index, **kwargs):
+        super().__init__(max_wait_secs=None, **kwargs)
+        self._task_index = task_index
+        self._next_line = 0.0
+
+    def _waiting(self):
+        now = time.time()
+        if now >= self._next_line:
+            print('worker %d: waiting for the chief (worker 0) to initialise or restore the '
+                  'model' % self._task_index, flush=True)
+            self._next_line = now + 30
 
     def _get_session_manager(self):
-        manager = super()._get_session_manager()
-        manager._recovery_wait_secs = 1  # pylint: disable=protected-access
-        return manager
+        if not self._session_manager:
+            self._session_manager = _ChiefWaitingSessionManager(
+                self._waiting, local_init_op=self._scaffold.local_init_op,
+                local_init_feed_dict=self._scaffold.local_init_feed_dict,
+                ready_op=self._scaffold.ready_op,
+                ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
+                graph=tf.compat.v1.get_default_graph())
+        return self._session_manager
 
 
 def join_cluster(server_config_fn):
@@ -164,20 +194,60 @@ def sync_optimizer_wrapper(cl, wrapped):
     return wrap
 
 
+class _AllWorkersJoinedHook(tf.compat.v1.train.SessionRunHook):
+    """--sync_replicas: a worker starts training only once every worker has joined, saying
+    every 30 s how many it waits for. Without it the first worker up makes every update from
+    its own gradients alone. The workers count themselves into a queue on ps task 0 (not in
+    the checkpoints; a restarted worker finds the others already there)."""
+
+    def __init__(self, task_index, num_workers):
+        self._task_index = task_index
+        self._num_workers = num_workers
+
+    def begin(self):
+        with tf.device('/job:ps/task:0'):
+            queue = tf.queue.FIFOQueue(1 << 20, tf.int32, shapes=[], name='workers_joined',
+                                       shared_name='workers_joined')
+        self._join = queue.enqueue(self._task_index)
+        self._joined = queue.size()
+
+    def after_create_session(self, session, coord):
+        session.run(self._join)
+        next_line = 0.0
+        while True:
+            joined = session.run(self._joined)
+            if joined >= self._num_workers:
+                return
+            if time.time() >= next_line:
+                print('worker %d: waiting for every worker to join (%d of %d so far)'
+                      % (self._task_index, joined, self._num_workers), flush=True)
+                next_line = time.time() + 30
+            time.sleep(0.2)
+
+
+def step_logger(loss, num_towers=1, tower_losses=None):
+    """The hook that checks every tower's loss and prints the step log line."""
+    return training.StepLoggerHook(loss, FLAGS.batch_size, num_towers, FLAGS.log_frequency,
+                                   tower_losses)
+
+
 def training_session(loss, config, num_towers=1, summary_op=None, cl=None, server=None,
-                     sync_opt=None):
+                     sync_opt=None, tower_losses=None, logger=None):
     """The session the trainers train in (not yet entered).
 
     A MonitoredTrainingSession restores the latest checkpoint in --train_dir (resume), writes
     a checkpoint every --checkpoint_steps and at the last step, summaries every
     --summary_steps, and the step log line every --log_frequency steps; it stops at
-    --max_steps. In a cluster only the chief (worker 0) restores, checkpoints and summarises;
-    every worker logs.
+    --max_steps. Every tower's loss (tower_losses, default [loss]) is checked at every step:
+    a NaN or Inf stops training with DivergedError before that step is checkpointed, and no
+    checkpoint with a NaN or Inf in it is written. In a cluster only the chief (worker 0)
+    restores, checkpoints and summarises; every worker logs and checks. logger: the
+    step_logger to use (default: a new one).
     """
     is_chief = cl is None or cl.task_index == 0
     scaffold = tf.compat.v1.train.Scaffold(summary_op=summary_op)
     hooks = [tf.compat.v1.train.StopAtStepHook(last_step=FLAGS.max_steps),
-             training.StepLoggerHook(loss, FLAGS.batch_size, num_towers, FLAGS.log_frequency)]
+             logger or step_logger(loss, num_towers, tower_losses)]
     master = ''
     if cl is not None:
         master = server.target
@@ -185,41 +255,79 @@ def training_session(loss, config, num_towers=1, summary_op=None, cl=None, serve
         config.device_filters.extend(['/job:ps', '/job:worker/task:%d' % cl.task_index])
         if sync_opt is not None:
             hooks.append(sync_opt.make_session_run_hook(is_chief))
-    with cluster.Deadline(FLAGS.cluster_wait_secs if cl else 10 ** 9,
-                          'the cluster (%s) could not be reached within '
-                          '--cluster_wait_secs=%d' % (FLAGS.ps_hosts or 'TF_CONFIG',
-                                                      FLAGS.cluster_wait_secs)):
-        if is_chief:
-            return tf.compat.v1.train.MonitoredTrainingSession(
-                master=master, is_chief=True, checkpoint_dir=FLAGS.train_dir,
-                scaffold=scaffold, hooks=hooks, save_checkpoint_steps=FLAGS.checkpoint_steps,
-                save_summaries_steps=FLAGS.summary_steps, log_step_count_steps=None,
-                config=config, stop_grace_period_secs=STOP_GRACE_SECS)
-        return tf.compat.v1.train.MonitoredSession(
-            session_creator=_WorkerSessionCreator(scaffold=scaffold, master=master,
-                                                  config=config),
-            hooks=hooks, stop_grace_period_secs=STOP_GRACE_SECS)
+            hooks.append(_AllWorkersJoinedHook(cl.task_index, cl.num_workers))
+    if cl is not None:  # the ps tasks answer within --cluster_wait_secs, or one-line error
+        cluster.reach_ps_tasks(cl, master, config, FLAGS.cluster_wait_secs,
+                               FLAGS.ps_hosts or 'TF_CONFIG')
+    if is_chief:
+        # Our own checkpoint saver, after the loss check (MonitoredTrainingSession's would run
+        # before it and save the step that diverged).
+        hooks.append(training.checkpoint_saver_hook(FLAGS.train_dir, FLAGS.checkpoint_steps,
+                                                    scaffold))
+        return tf.compat.v1.train.MonitoredTrainingSession(
+            master=master, is_chief=True, checkpoint_dir=FLAGS.train_dir, scaffold=scaffold,
+            hooks=hooks, save_checkpoint_steps=None, save_checkpoint_secs=None,
+            save_summaries_steps=FLAGS.summary_steps, log_step_count_steps=None, config=config,
+            stop_grace_period_secs=STOP_GRACE_SECS)
+    return tf.compat.v1.train.MonitoredSession(
+        session_creator=_WorkerSessionCreator(cl.task_index, scaffold=scaffold, master=master,
+                                              config=config),
+        hooks=hooks, stop_grace_period_secs=STOP_GRACE_SECS)
 
 
 def run_training(train_op, loss, config, num_towers=1, summary_op=None, cl=None, server=None,
-                 sync_opt=None):
+                 sync_opt=None, tower_losses=None):
     """The training loop: runs train_op in a training_session until global step reaches
-    --max_steps."""
+    --max_steps. Raises training.DivergedError on a NaN or Inf loss, and
+    training.CheckpointMismatchError when the checkpoint in --train_dir is not this model's."""
     local_steps = 0
+    logger = step_logger(loss, num_towers, tower_losses)
+    latest = tf.train.latest_checkpoint(FLAGS.train_dir)
+    if latest and (cl is None or cl.task_index == 0):  # what the chief will restore
+        training.check_checkpoint(
+            latest, {v.op.name: v for v in tf.compat.v1.global_variables()}, 'this model',
+            '; use --fresh or another --train_dir')
     try:
-        session = training_session(loss, config, num_towers, summary_op, cl, server, sync_opt)
+        session = training_session(loss, config, num_towers, summary_op, cl, server, sync_opt,
+                                   logger=logger)
         with session as mon_sess:
             while not mon_sess.should_stop():
                 mon_sess.run(train_op)
                 local_steps += 1
             if cl is not None:  # before closing, whose queue-runner threads may complain
                 print('worker %d: %d local steps' % (cl.task_index, local_steps), flush=True)
-    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-        if 'checkpoint' not in str(e).lower():
+    except tf.errors.InvalidArgumentError as e:
+        diverged = training.divergence_in_summary(e, logger.step)
+        if diverged is None:
+            _raise_if_checkpoint_mismatch(e)
             raise
-        sys.exit('error: the checkpoint in --train_dir=%s does not match this model (%s); '
-                 'use --fresh or another --train_dir' % (FLAGS.train_dir,
-                                                         str(e).splitlines()[0]))
+        raise diverged from None
+    except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
+        _raise_if_checkpoint_mismatch(e)
+        raise
+
+
+def _raise_if_checkpoint_mismatch(error):
+    """Raises CheckpointMismatchError for a restore error of the checkpoint in --train_dir."""
+    latest = tf.train.latest_checkpoint(FLAGS.train_dir)
+    if latest and 'checkpoint' in str(error).lower():
+        raise training.CheckpointMismatchError(
+            'the checkpoint %s does not match this model (%s); use --fresh or another '
+            '--train_dir' % (latest, training.first_line(error))) from None
+
+
+MODEL_FLAGS = ('conv21', 'use_fp16')  # the flags that change the model's variables
+
+
+def start_train_dir(cl):
+    """The chief's start of --train_dir: refuse a checkpoint of another model (nothing is
+    written or moved), move it aside with --fresh, save this run's flags."""
+    if cl is not None and cl.task_index != 0:
+        return
+    if not FLAGS.fresh:
+        training.check_model_flags(FLAGS.train_dir, FLAGS, MODEL_FLAGS)
+    training.prepare_train_dir(FLAGS.train_dir, FLAGS.fresh)
+    training.save_flags(FLAGS.train_dir, FLAGS)
 
 
 def train():
@@ -231,9 +339,7 @@ def train():
 
     cl, server, config = join_cluster(session_config)
     batches_dir = cifar10_data_dir()
-    if cl is None or cl.task_index == 0:
-        training.prepare_train_dir(FLAGS.train_dir, FLAGS.fresh)
-        training.save_flags(FLAGS.train_dir, FLAGS)
+    start_train_dir(cl)
     wrapped = []
     with tf.Graph().as_default(), graph_device(cl):
         if FLAGS.seed is not None:
@@ -250,18 +356,10 @@ def train():
 
 
 def main_for(train_fn):
-    """The trainers' absl main around train_fn: one line, not a traceback, for bad data and
-    for Ctrl-C."""
-    def main(argv):
-        del argv
-        try:
-            train_fn()
-        except data.DataError as e:
-            sys.exit('error: %s' % e)
-        except KeyboardInterrupt:
-            sys.exit('Interrupted: the checkpoints in --train_dir=%s are kept; run the same '
-                     'command again to resume.' % FLAGS.train_dir)
-    return main
+    """The trainers' absl main around train_fn: one line and exit status 1, not a traceback,
+    for bad data, a checkpoint of another model and a diverged run; Ctrl-C keeps the
+    checkpoints."""
+    return training.main_for(train_fn, 'train_dir', 'initial_learning_rate')
 
 
 if __name__ == '__main__':

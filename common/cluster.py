@@ -47,8 +47,9 @@ def define_flags():
                          'Aggregate every worker\'s gradients before each update '
                          '(SyncReplicasOptimizer); default: asynchronous updates.')
     flags.DEFINE_integer('cluster_wait_secs', 120,
-                         'Give up, with an error, when the cluster\'s tasks cannot be reached '
-                         'within this many seconds.', lower_bound=1)
+                         'Give up, with an error, when the ps tasks cannot be reached within '
+                         'this many seconds (a worker then waits for the chief as long as it '
+                         'takes, saying so every 30 s).', lower_bound=1)
 
 
 def from_flags(flag_values):
@@ -86,6 +87,21 @@ def from_flags(flag_values):
                          % (source, index, len(hosts), job))
     spec = tf.compat.v1.train.ClusterSpec({'ps': ps, 'worker': workers})
     return Cluster(spec, job, index, len(workers))
+
+
+def reach_ps_tasks(cl, target, config, seconds, hosts_text):
+    """Returns once every ps task of cl answers (a tiny op runs on each), through this worker's
+    server `target`; exits with a one-line error naming the hosts after `seconds`."""
+    import tensorflow as tf
+    with Deadline(seconds, 'the cluster (%s) could not be reached within --cluster_wait_secs=%d'
+                  % (hosts_text, seconds)):
+        with tf.Graph().as_default():
+            probes = []
+            for i in range(len(cl.spec.job_tasks('ps'))):
+                with tf.device('/job:ps/task:%d' % i):
+                    probes.append(tf.random.uniform([]))  # stateful: runs there, not folded
+            with tf.compat.v1.Session(target, config=config) as sess:
+                sess.run(probes)
 
 
 class Deadline(object):

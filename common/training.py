@@ -1,15 +1,20 @@
 """What the training scripts share: tower devices, gradient averaging, the step log line,
-the train directory (resume, --fresh) and the saved flags of each run."""
+the divergence check, the train directory (resume, --fresh), the saved flags of each run and
+the one-line errors of a script's main."""
 
 import datetime
+import glob
 import json
 import os
+import re
 import sys
 import time
 
 from absl import flags
 import numpy as np
 import tensorflow as tf
+
+from common import data
 
 # The original's log line, every log_frequency steps.
 STEP_LOG_FORMAT = '%s: step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)'
@@ -58,36 +63,110 @@ def average_gradients(tower_grads):
     return average_grads
 
 
-class StepLoggerHook(tf.compat.v1.train.SessionRunHook):
-    """Checks the loss every step and prints the original log line every `log_frequency` steps.
+class DivergedError(Exception):
+    """A NaN or Inf loss (or variable): training stops before anything else is saved."""
 
-    examples/sec counts all towers (batch_size * num_towers per step); sec/batch is the step
-    time divided by the number of towers, as in the original multi-GPU trainer.
+    def __init__(self, step, what):
+        super().__init__('Model diverged with %s at step %d' % (what, step))
+        self.step = step
+
+
+_NON_FINITE_HISTOGRAM = re.compile(r'(?:Nan|NaN|Infinity) in (?:summary )?[Hh]istogram for: (\S+)')
+
+
+def divergence_in_summary(error, step):
+    """The DivergedError a TensorFlow error stands for when it is a histogram summary refusing a
+    NaN or Inf (which runs before the loss can be checked), else None."""
+    match = _NON_FINITE_HISTOGRAM.search(str(error))
+    if match is None:
+        return None
+    return DivergedError(step, 'NaN or Inf in the summary %s' % match.group(1))
+
+
+def check_finite(losses, step):
+    """Raises DivergedError when any of the losses (one per tower) is NaN or Inf."""
+    values = np.atleast_1d(np.asarray(losses, np.float64))
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        value = values[bad[0]]
+        what = 'loss = %s' % ('NaN' if np.isnan(value) else '%sInf' % ('-' if value < 0 else ''))
+        if values.size > 1:
+            what += ' in tower %d' % bad[0]
+        raise DivergedError(step, what)
+
+
+class FiniteCheckpointGuard(tf.compat.v1.train.CheckpointSaverListener):
+    """Refuses to write a checkpoint whose floating-point variables hold a NaN or an Inf, so
+    that the last checkpoint of a diverged run is one to resume from."""
+
+    def begin(self):
+        variables = [v for v in tf.compat.v1.global_variables() if v.dtype.base_dtype.is_floating]
+        with tf.compat.v1.name_scope('finite_checkpoint_guard'):
+            self._finite = tf.reduce_all(
+                tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+    def before_save(self, session, global_step_value):
+        if not session.run(self._finite):
+            raise DivergedError(global_step_value, 'NaN or Inf in the variables')
+
+
+def checkpoint_saver_hook(checkpoint_dir, save_steps, scaffold=None):
+    """A CheckpointSaverHook (every save_steps and at the end) behind a FiniteCheckpointGuard.
+
+    Pass it after the hook that checks the loss, and give MonitoredTrainingSession
+    save_checkpoint_steps=None and save_checkpoint_secs=None: its own saver would run before
+    every other hook and save the step that diverged.
+    """
+    return tf.compat.v1.train.CheckpointSaverHook(
+        checkpoint_dir, save_steps=save_steps, scaffold=scaffold,
+        listeners=[FiniteCheckpointGuard()])
+
+
+class StepLoggerHook(tf.compat.v1.train.SessionRunHook):
+    """Checks every tower's loss every step and prints the original log line every
+    `log_frequency` steps.
+
+    examples/sec is this process's own rate: batch_size * num_towers per step it ran (in a
+    cluster the global step also counts the other workers' steps); sec/batch is the step time
+    divided by the number of towers, as in the original multi-GPU trainer. A line is printed
+    at each multiple of log_frequency this process reaches (global step as read before the
+    step); a cluster worker whose global step jumps past a multiple prints at the next step.
     """
 
-    def __init__(self, loss, batch_size, num_towers=1, log_frequency=10):
+    def __init__(self, loss, batch_size, num_towers=1, log_frequency=10, tower_losses=None):
+        """loss: the loss printed (the last tower's); tower_losses: every loss checked for
+        NaN and Inf (default: [loss])."""
         self._loss = loss
+        self._tower_losses = list(tower_losses or [loss])
         self._batch_size = batch_size
         self._num_towers = num_towers
         self._log_frequency = log_frequency
 
     def begin(self):
         self._global_step = tf.compat.v1.train.get_global_step()
+        self._all_losses = tf.stack([tf.cast(l, tf.float32) for l in self._tower_losses])
         self._last_time = None
+        self.step = None  # the global step the next run starts from, as far as this process knows
+
+    def after_create_session(self, session, coord):
+        self.step = int(session.run(self._global_step))
 
     def before_run(self, run_context):
-        return tf.compat.v1.train.SessionRunArgs([self._loss, self._global_step])
+        return tf.compat.v1.train.SessionRunArgs([self._loss, self._all_losses,
+                                                  self._global_step])
 
     def after_run(self, run_context, run_values):
-        loss_value, step = run_values.results  # step as read before this run's update
-        if np.isnan(loss_value):
-            raise RuntimeError('Model diverged with loss = NaN at step %d' % step)
+        loss_value, all_losses, step = run_values.results  # step as read before this run
+        self.step = step + 1
+        check_finite(all_losses, step)
         now = time.time()
         if self._last_time is None:
-            self._last_time, self._last_step = now, step
-        elif step % self._log_frequency == 0:
-            duration = (now - self._last_time) / max(step - self._last_step, 1)
-            self._last_time, self._last_step = now, step
+            self._last_time, self._last_step, self._local_steps = now, step, 0
+            return
+        self._local_steps += 1
+        if step // self._log_frequency > self._last_step // self._log_frequency:
+            duration = (now - self._last_time) / self._local_steps
+            self._last_time, self._last_step, self._local_steps = now, step, 0
             print(STEP_LOG_FORMAT % (datetime.datetime.now(), step, loss_value,
                                      self._batch_size * self._num_towers / duration,
                                      duration / self._num_towers), flush=True)
@@ -140,3 +219,100 @@ def define_log_dir_flag(default, help_text):
     if 'log_dir' in flags.FLAGS:
         delattr(flags.FLAGS, 'log_dir')
     flags.DEFINE_string('log_dir', default, help_text)
+
+
+def latest_saved_flags(train_dir):
+    """The flags of the newest run saved in train_dir (a dict), and the file; (None, None)
+    when there is none."""
+    paths = sorted(glob.glob(os.path.join(train_dir, 'flags-*.json')))
+    for path in reversed(paths):
+        try:
+            with open(path) as f:
+                return json.load(f)['flags'], path
+        except (OSError, ValueError, KeyError):
+            continue
+    return None, None
+
+
+def first_line(error):
+    """The first meaningful line of a TensorFlow error's message."""
+    for line in str(error).splitlines():
+        line = line.strip()
+        if line and not line.startswith('Graph execution error'):
+            return line
+    return type(error).__name__
+
+
+class CheckpointMismatchError(Exception):
+    """A checkpoint of another model (or not a checkpoint): reported in one line."""
+
+
+def check_checkpoint(ckpt_path, variables, model_name, hint=''):
+    """Raises CheckpointMismatchError unless the checkpoint holds each of `variables` (a dict
+    name -> variable, as its Saver names them) with the variable's shape; a restore would not
+    notice a shape that differs (the variable takes the checkpoint's) and the model would fail
+    later, in a matrix product. A checkpoint whose files are gone raises NotFoundError."""
+    try:
+        shapes = tf.train.load_checkpoint(ckpt_path).get_variable_to_shape_map()
+    except tf.errors.DataLossError as e:
+        raise CheckpointMismatchError('the checkpoint %s cannot be read (%s)%s'
+                                      % (ckpt_path, first_line(e), hint)) from None
+    for name, var in sorted(variables.items()):
+        if name not in shapes:
+            problem = '%s is not in it' % name
+        elif list(shapes[name]) != var.shape.as_list():
+            problem = '%s has shape %s there, %s here' % (name, list(shapes[name]),
+                                                          var.shape.as_list())
+        else:
+            continue
+        raise CheckpointMismatchError('the checkpoint %s does not match %s (%s)%s'
+                                      % (ckpt_path, model_name, problem, hint))
+
+
+def check_model_flags(train_dir, flag_values, names):
+    """Before resuming train_dir: raises CheckpointMismatchError if it holds a checkpoint
+    trained with other values of the model flags `names` than flag_values has."""
+    if not tf.train.latest_checkpoint(train_dir):
+        return
+    saved, path = latest_saved_flags(train_dir)
+    for name in names:
+        if saved is not None and name in saved and saved[name] != flag_values[name].value:
+            raise CheckpointMismatchError(
+                'the checkpoint in %s was trained with --%s=%s (%s), this run has --%s=%s; '
+                'give --%s=%s, or --fresh or another directory to start over'
+                % (train_dir, name, saved[name], os.path.basename(path), name,
+                   flag_values[name].value, name, saved[name]))
+
+
+def diverged_message(error, run_dir, learning_rate_flag):
+    """The one line a diverged run ends with: the step, the checkpoint kept, what to try."""
+    latest = tf.train.latest_checkpoint(run_dir) if run_dir else None
+    if latest:
+        kept = 'the last checkpoint, %s, is kept (finite, written before step %d)' % (
+            latest, error.step)
+    else:
+        kept = 'no checkpoint was written'
+    return 'error: %s; %s; try a lower --%s' % (error, kept, learning_rate_flag)
+
+
+def main_for(train_fn, run_dir_flag, learning_rate_flag):
+    """A script's absl main around train_fn(): one line on stderr and exit status 1, not a
+    traceback, for bad data, a checkpoint of another model and a diverged run; Ctrl-C says
+    that the checkpoints are kept. run_dir_flag names the flag of the run's folder (or None)."""
+    def run_dir():
+        return flags.FLAGS[run_dir_flag].value if run_dir_flag else None
+
+    def main(argv):
+        del argv
+        try:
+            train_fn()
+        except (data.DataError, CheckpointMismatchError) as e:
+            sys.exit('error: %s' % e)
+        except DivergedError as e:
+            sys.exit(diverged_message(e, run_dir(), learning_rate_flag))
+        except KeyboardInterrupt:
+            if not run_dir_flag:
+                sys.exit('Interrupted.')
+            sys.exit('Interrupted: the checkpoints in --%s=%s are kept; run the same command '
+                     'again to resume.' % (run_dir_flag, run_dir()))
+    return main

@@ -4,6 +4,10 @@ import glob
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -423,3 +427,186 @@ def test_eval_polls_waits_evaluates_each_checkpoint_once_and_stops_on_ctrl_c(tra
     assert ''.join(lines).count('precision @ 1') == 1
     assert proc.returncode == 0
     assert 'Interrupted: evaluator stopped.' in err and 'Traceback' not in err
+
+
+# --- robustness: divergence, checkpoints of another model, kill -9, rotation -----------------
+
+SMALL = ['--batch_size=16', '--min_fraction_of_examples_in_queue=0.005', '--log_frequency=1']
+DIVERGED = re.compile(r'^error: Model diverged with (loss = (NaN|-?Inf)( in tower \d)?|NaN or Inf '
+                      r'in the (variables|summary \S+)) at step (\d+); the last checkpoint, '
+                      r'(\S+), is kept \(finite, written before step \d+\); try a lower '
+                      r'--initial_learning_rate$')
+
+
+def _error_lines(stderr):
+    return [l for l in stderr.splitlines() if l.startswith('error:')]
+
+
+def test_check_finite_names_the_tower():
+    training.check_finite([1.0, 2.0], 3)
+    with pytest.raises(training.DivergedError, match=r'^Model diverged with loss = Inf in tower '
+                                                     r'1 at step 7$'):
+        training.check_finite(np.array([1.0, np.inf], np.float32), 7)
+    with pytest.raises(training.DivergedError, match=r'loss = NaN at step 2$'):
+        training.check_finite(np.float16('nan'), 2)
+
+
+def test_a_diverging_run_ends_in_one_line_and_keeps_a_finite_checkpoint(tmp_path, data_root):
+    train_dir = tmp_path / 'train'
+    # A checkpoint every step: the guard must refuse the first one with a NaN or Inf in it.
+    result = run_script('cifar10/multi_gpu_train.py', '--num_gpus=2', '--max_steps=50',
+                        '--initial_learning_rate=1e8', '--checkpoint_steps=1',
+                        '--train_dir=%s' % train_dir, *SMALL)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+    (line,) = _error_lines(result.stderr)
+    assert line == result.stderr.strip().splitlines()[-1]
+    match = DIVERGED.match(line)
+    assert match, line
+    bad_step, kept = int(match.group(5)), match.group(6)
+    assert kept == tf.train.latest_checkpoint(str(train_dir))
+    assert int(kept.rsplit('-', 1)[1]) <= bad_step  # nothing saved from the bad step on
+    reader = tf.train.load_checkpoint(kept)
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype.is_floating:
+            assert np.all(np.isfinite(reader.get_tensor(name))), name
+    # It resumes from there (and diverges again, in one line).
+    again = run_script('cifar10/multi_gpu_train.py', '--num_gpus=2', '--max_steps=50',
+                       '--initial_learning_rate=1e8', '--checkpoint_steps=1',
+                       '--train_dir=%s' % train_dir, *SMALL)
+    assert 'Resuming from %s' % kept in again.stdout
+    assert again.returncode == 1 and DIVERGED.match(_error_lines(again.stderr)[-1])
+
+
+@pytest.fixture(scope='module')
+def conv21_run(tmp_path_factory, data_root):
+    train_dir = str(tmp_path_factory.mktemp('conv21') / 'train')
+    result = run_script('cifar10/train.py', '--conv21', '--max_steps=2', '--train_dir=' + train_dir,
+                        *SMALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return train_dir
+
+
+def test_eval_takes_the_model_flags_from_the_trainer(conv21_run, tmp_path):
+    result = run_script('cifar10/eval.py', '--run_once', '--checkpoint_dir=' + conv21_run,
+                        '--eval_dir=%s' % tmp_path, '--num_examples=50', '--batch_size=50')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^Model flags from the trainer's %s/flags-\d{8}-\d{6}\.json: --conv21=True "
+                     r"--use_fp16=False$" % re.escape(conv21_run), result.stdout, re.M), \
+        result.stdout
+    assert re.search(r'precision @ 1 = \d\.\d{3}$', result.stdout, re.M)
+
+
+def test_eval_refuses_a_model_flag_that_contradicts_the_trainer(conv21_run, tmp_path):
+    result = run_script('cifar10/eval.py', '--run_once', '--noconv21',
+                        '--checkpoint_dir=' + conv21_run, '--eval_dir=%s' % tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    (line,) = _error_lines(result.stderr)
+    assert re.match(r'^error: --conv21=False, but the checkpoints in --checkpoint_dir=%s were '
+                    r'trained with --conv21=True \(flags-\d{8}-\d{6}\.json\)$'
+                    % re.escape(conv21_run), line), line
+
+
+def test_resuming_with_other_model_flags_is_refused_and_changes_nothing(conv21_run):
+    before = sorted(os.listdir(conv21_run))
+    result = run_script('cifar10/train.py', '--max_steps=4', '--train_dir=' + conv21_run, *SMALL)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    (line,) = _error_lines(result.stderr)
+    assert line.startswith('error: the checkpoint in %s was trained with --conv21=True '
+                           '(flags-' % conv21_run), line
+    assert 'this run has --conv21=False; give --conv21=True, or --fresh' in line
+    assert sorted(os.listdir(conv21_run)) == before
+
+
+def test_a_foreign_checkpoint_is_one_line_naming_the_file(conv21_run, tmp_path, data_root):
+    import shutil
+    foreign = tmp_path / 'foreign'  # the checkpoint without the trainer's saved flags
+    foreign.mkdir()
+    for f in glob.glob(os.path.join(conv21_run, 'model.ckpt-2.*')):
+        shutil.copy(f, foreign)
+    (foreign / 'checkpoint').write_text('model_checkpoint_path: "model.ckpt-2"\n')
+    ckpt = str(foreign / 'model.ckpt-2')
+    evaluation = run_script('cifar10/eval.py', '--run_once', '--checkpoint_dir=%s' % foreign,
+                            '--eval_dir=%s' % (tmp_path / 'eval'))
+    assert evaluation.returncode == 1 and 'Traceback' not in evaluation.stderr
+    (line,) = _error_lines(evaluation.stderr)
+    assert line.startswith('error: the checkpoint %s does not match the model evaluated (' % ckpt)
+    resume = run_script('cifar10/train.py', '--max_steps=4', '--train_dir=%s' % foreign, *SMALL)
+    assert resume.returncode == 1 and 'Traceback' not in resume.stderr
+    (line,) = _error_lines(resume.stderr)
+    assert line.startswith('error: the checkpoint %s does not match this model (' % ckpt), line
+    assert line.endswith('); use --fresh or another --train_dir')
+    assert tf.train.latest_checkpoint(str(foreign)) == ckpt
+
+
+def _wait_for_line(path, pattern, proc, limit=240):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        found = re.findall(pattern, path.read_text(), re.M)
+        if found:
+            return found
+        assert proc.poll() is None, path.read_text()[-3000:]
+        time.sleep(0.2)
+    raise AssertionError('no %r in %s' % (pattern, path))
+
+
+def _popen(script, args, log):
+    from conftest import REPO, shared_data_root
+    env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CLASSICS_DATA=shared_data_root(),
+               TF_CPP_MIN_LOG_LEVEL='2')
+    return subprocess.Popen([sys.executable, script] + args, cwd=REPO, env=env,
+                            stdout=open(log, 'w'), stderr=subprocess.STDOUT)
+
+
+def test_kill_9_mid_run_then_the_same_command_finishes(tmp_path, data_root):
+    train_dir = tmp_path / 'train'
+    args = ['--num_gpus=2', '--max_steps=60', '--checkpoint_steps=10',
+            '--train_dir=%s' % train_dir] + SMALL
+    log = tmp_path / 'first.log'
+    proc = _popen('cifar10/multi_gpu_train.py', args, log)
+    try:
+        _wait_for_line(log, r': step (3[3-9]|[4-5]\d), loss', proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last_logged = max(int(s) for s in re.findall(r': step (\d+), loss', log.read_text()))
+    result = run_script('cifar10/multi_gpu_train.py', *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = int(re.search(r'^Resuming from .*model\.ckpt-(\d+) ', result.stdout, re.M).group(1))
+    assert resumed >= last_logged - 10  # at most one checkpoint interval lost
+    assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-60')
+
+
+def test_the_evaluator_polls_beside_a_trainer_that_rotates_its_checkpoints(tmp_path, data_root):
+    train_dir, eval_log = tmp_path / 'train', tmp_path / 'eval.log'
+    # A checkpoint every step and 5 kept: they rotate while the evaluator lists and restores.
+    evaluator = _popen('cifar10/eval.py', [
+        '--checkpoint_dir=%s' % train_dir, '--eval_dir=%s' % (tmp_path / 'eval'),
+        '--eval_interval_secs=1', '--num_examples=64', '--batch_size=64'], eval_log)
+    try:
+        result = run_script('cifar10/train.py', '--max_steps=120', '--checkpoint_steps=1',
+                            '--train_dir=%s' % train_dir, *SMALL)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert len(glob.glob(str(train_dir / 'model.ckpt-*.index'))) == 5
+        # The evaluator outlives the trainer and reaches its last checkpoint.
+        acc_dir = str(tmp_path / 'eval')
+        deadline = time.time() + 120
+        steps = []
+        while time.time() < deadline and 120 not in steps:
+            assert evaluator.poll() is None, eval_log.read_text()[-3000:]
+            acc = event_accumulator.EventAccumulator(acc_dir)
+            acc.Reload()
+            steps = [e.step for e in acc.Scalars('Precision @ 1')] if 'Precision @ 1' in \
+                acc.Tags()['scalars'] else []
+            time.sleep(1)
+        evaluator.send_signal(signal.SIGINT)
+        assert evaluator.wait(timeout=60) == 0
+    finally:
+        if evaluator.poll() is None:
+            evaluator.kill()
+    text = eval_log.read_text()
+    assert 'Traceback' not in text and 'error:' not in text
+    assert 120 in steps and len(steps) >= 2 and len(steps) == len(set(steps)), steps
+    assert 'Interrupted: evaluator stopped.' in text
