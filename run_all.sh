@@ -4,6 +4,7 @@
 #   ./run_all.sh                     every experiment, full settings (hours: CIFAR-10 dominates)
 #   ./run_all.sh --quick             the same experiments, tiny step counts (a few minutes)
 #   ./run_all.sh --only a,b --list --seeds N --out DIR    (see --help)
+#   ./run_all.sh --publish --out DIR  finished full-length runs -> results/, results/RESULTS.md
 #   ./run_all.sh --test              the test suite (what CI runs)
 #
 # Each creates or refreshes .venv (python3 -m venv, pip install -e '.[test]') when needed.
@@ -14,7 +15,7 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 
 usage() {
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() { echo "run_all.sh: error: $*" >&2; exit 2; }

@@ -19,6 +19,7 @@ on the last checkpoint.
 import argparse
 import collections
 import datetime
+import glob
 import json
 import logging
 import os
@@ -87,6 +88,15 @@ EXPERIMENTS = [
                ['--max_steps=5', '--batch_size=512'] + CIFAR_QUICK, 10000, 5, 160),
 ]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
+
+# The original tutorial code (upgraded by hand to TF 2.21) on a 2-core AVX-512 machine: its
+# evaluator's precision @ 1 by step, drawn beside our curve in the cifar10 chart.
+REFERENCE_CURVES = {
+    'cifar10': ('original tutorial code, TF 2.21, 2-core AVX-512',
+                [(6273, 0.791), (13700, 0.826), (20556, 0.839), (28035, 0.843), (60000, 0.857)]),
+}
+
+RESULTS_DIR = os.path.join(REPO, 'results')
 
 
 class ReportError(Exception):
@@ -162,11 +172,15 @@ def parse_result(exp, log_text):
     return _last_float(r'precision @ 1 = ([\d.]+)$', log_text), {}
 
 
-def _hardware():
-    cpu = platform.processor() or platform.machine()
+def hardware_facts():
+    """The machine: CPU model, its vector extensions, cores, GPUs, and a one-line summary."""
+    cpu, cpu_flags = platform.processor() or platform.machine(), []
     try:
         with open('/proc/cpuinfo') as f:
-            cpu = re.search(r'^model name\s*:\s*(.*)$', f.read(), re.M).group(1)
+            text = f.read()
+        cpu = re.search(r'^model name\s*:\s*(.*)$', text, re.M).group(1)
+        flags_line = re.search(r'^flags\s*:\s*(.*)$', text, re.M).group(1).split()
+        cpu_flags = sorted({f for f in flags_line if re.match(r'(avx|amx|fma|sse4)', f)})
     except (OSError, AttributeError):
         pass
     try:
@@ -174,8 +188,11 @@ def _hardware():
                               timeout=10).stdout.strip().splitlines()
     except (OSError, subprocess.SubprocessError):
         gpus = []
-    return '%s, %d cores%s' % (cpu, os.cpu_count(), (', ' + ', '.join(gpus)) if gpus else
-                               ', no GPU')
+    vector = ('AVX-512' + (' BF16' if 'avx512_bf16' in cpu_flags else '')
+              if 'avx512f' in cpu_flags else 'AVX2' if 'avx2' in cpu_flags else 'no AVX2')
+    summary = '%s, %d cores, %s, %s' % (cpu, os.cpu_count(), vector,
+                                        ', '.join(gpus) if gpus else 'no GPU')
+    return dict(hardware=summary, cpu=cpu, cpu_flags=cpu_flags, cores=os.cpu_count(), gpus=gpus)
 
 
 def _git_commit():
@@ -196,6 +213,14 @@ def _env():
     return dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
 
 
+def _read_float(path, default=0.0):
+    try:
+        with open(path) as f:
+            return float(f.read())
+    except (OSError, ValueError):
+        return default
+
+
 def run_experiment(exp, run_dir, quick, seed, facts):
     """Runs one experiment into run_dir (resuming a killed run) and writes result.json."""
     os.makedirs(run_dir, exist_ok=True)
@@ -206,6 +231,7 @@ def run_experiment(exp, run_dir, quick, seed, facts):
     env = _env()
     start = time.time()
     log_path = os.path.join(run_dir, 'log.txt')
+    wall_path = os.path.join(run_dir, 'wall_seconds')  # the time of earlier, killed runs too
     with open(log_path, 'a') as log:
         poller = None
         if poller_cmd:  # the evaluator beside training, as in the report
@@ -225,13 +251,17 @@ def run_experiment(exp, run_dir, quick, seed, facts):
                 except subprocess.TimeoutExpired:
                     poller.kill()
                 poller_log.close()
-    wall = time.time() - start
+            wall = time.time() - start + _read_float(wall_path)
+            with open(wall_path, 'w') as f:
+                f.write('%.1f\n' % wall)
     with open(log_path) as f:
         value, extra = parse_result(exp, f.read())
     result = dict(name=exp.name, reproduced=value, reported=exp.reported,
                   reported_text=exp.reported_text,
                   steps=exp.quick_steps if quick else exp.steps, wall_seconds=round(wall, 1),
-                  quick=quick, seed=seed, **facts, **extra)
+                  quick=quick, seed=seed,
+                  commands=commands + [c for c in (poller_cmd, final_eval) if c],
+                  **facts, **extra)
     with open(os.path.join(run_dir, 'result.json'), 'w') as f:
         json.dump(result, f, indent=2)
     return result
@@ -304,6 +334,9 @@ def plot(exp, curves, path):
             target.plot(steps, values, marker='.' if len(steps) < 30 else None,
                         color='C%d' % i, label=label)
             target.set_ylabel(label)
+        if exp.name in REFERENCE_CURVES:
+            label, points = REFERENCE_CURVES[exp.name]
+            ax.plot([p[0] for p in points], [p[1] for p in points], 'k^', label=label)
         ax.set_xlabel('step')
         if exp.reported is not None:
             ax.axhline(exp.reported, color='gray', linestyle='--', linewidth=1)
@@ -319,24 +352,117 @@ def _fmt(value):
     return '—' if value is None else '%.4f' % value
 
 
+TABLE_HEAD = '| experiment | reported | reproduced | difference | steps | wall time | hardware |'
+
+
+def table_row(results):
+    """The table's cells for one experiment's results (one per seed): experiment, reported,
+    reproduced (mean ± std over seeds), difference, steps, wall time, hardware."""
+    r = results[0]
+    values = [x['reproduced'] for x in results]
+    mean = statistics.mean(values)
+    shown = _fmt(mean) if len(values) == 1 else '%.4f ± %.4f (%d seeds)' % (
+        mean, statistics.stdev(values), len(values))
+    if r['name'] == 'mlp_grid':
+        shown += ' best; above 0.80: %s' % (', '.join(r.get('above_80', [])) or 'none')
+    diff = '—' if r['reported'] is None else '%+.4f' % (mean - r['reported'])
+    wall = sum(x['wall_seconds'] for x in results) / len(results)
+    return [r['name'], r['reported_text'], shown, diff, '{:,}'.format(r['steps']), _clock(wall),
+            r['hardware']]
+
+
 def results_table(rows):
     """RESULTS.md text from a list of per-experiment result lists (one entry per seed)."""
-    lines = ['| experiment | reported | reproduced | difference | steps | wall time | hardware |',
-             '|---|---|---|---|---|---|---|']
-    for results in rows:
-        r = results[0]
-        values = [x['reproduced'] for x in results]
-        mean = statistics.mean(values)
-        shown = _fmt(mean) if len(values) == 1 else '%.4f ± %.4f (%d seeds)' % (
-            mean, statistics.stdev(values), len(values))
-        if r['name'] == 'mlp_grid':
-            shown += ' best; above 0.80: %s' % (', '.join(r.get('above_80', [])) or 'none')
-        diff = '—' if r['reported'] is None else '%+.4f' % (mean - r['reported'])
-        wall = sum(x['wall_seconds'] for x in results) / len(results)
-        lines.append('| %s | %s | %s | %s | %s | %s | %s |' % (
-            r['name'], r['reported_text'], shown, diff, '{:,}'.format(r['steps']),
-            str(datetime.timedelta(seconds=int(wall))), r['hardware']))
+    lines = [TABLE_HEAD, '|---|---|---|---|---|---|---|']
+    lines += ['| %s |' % ' | '.join(table_row(results)) for results in rows]
     return '\n'.join(lines) + '\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing full-length runs into results/ (committed), and results/RESULTS.md from them
+# ---------------------------------------------------------------------------------------------
+
+def _run_dirs(out, exp):
+    """The run folders of exp under out: <name>, and <name>_seed<k> of a --seeds run."""
+    dirs = [os.path.join(out, exp.name)] + sorted(
+        glob.glob(os.path.join(out, exp.name + '_seed*')),
+        key=lambda d: int(re.sub(r'\D', '', d.rsplit('_seed', 1)[1]) or 0))
+    return [d for d in dirs if os.path.isfile(os.path.join(d, 'result.json'))]
+
+
+def publish(out, results_dir=RESULTS_DIR, experiments=EXPERIMENTS):
+    """Copies each finished full-length run under out into results_dir/<run>/: result.json with
+    its curves (read from the event files) and commands, and chart.png. Returns the run names
+    published. Quick runs are never published."""
+    published = []
+    for exp in experiments:
+        for run_dir in _run_dirs(out, exp):
+            with open(os.path.join(run_dir, 'result.json')) as f:
+                result = json.load(f)
+            if result.get('quick'):
+                continue
+            if 'commands' not in result:  # written by an older run_all.sh
+                with open(os.path.join(run_dir, 'flags.json')) as f:
+                    result['commands'] = json.load(f)['commands']
+            if 'cpu_flags' not in result:  # an older run_all.sh kept only a summary line
+                result.update(hardware_facts())
+                result['hardware_recorded'] = 'when published, on the machine that ran it'
+            curves = read_curves(exp, run_dir)
+            result['curves'] = {label: [[x, round(float(v), 6)] for x, v in zip(steps, values)]
+                                for label, steps, values in curves}
+            name = os.path.basename(run_dir)
+            dest = os.path.join(results_dir, name)
+            os.makedirs(dest, exist_ok=True)
+            with open(os.path.join(dest, 'result.json'), 'w') as f:
+                json.dump(result, f, indent=1, sort_keys=True)
+                f.write('\n')
+            try:
+                plot(exp, curves, os.path.join(dest, 'chart.png'))
+            except ImportError:
+                print('(no chart for %s: matplotlib is not installed)' % name, flush=True)
+            published.append(name)
+    write_results_md(results_dir)
+    return published
+
+
+def load_results(results_dir=RESULTS_DIR):
+    """The published results, grouped as [(experiment, [result, ...])] in the report's order,
+    one group per experiment and machine."""
+    groups = collections.OrderedDict()
+    for path in sorted(glob.glob(os.path.join(results_dir, '*', 'result.json'))):
+        with open(path) as f:
+            result = json.load(f)
+        result['_folder'] = os.path.basename(os.path.dirname(path))
+        groups.setdefault((result['name'], result['hardware']), []).append(result)
+    order = {e.name: i for i, e in enumerate(EXPERIMENTS)}
+    return [(BY_NAME[name], sorted(rows, key=lambda r: r['_folder']))
+            for (name, _), rows in sorted(groups.items(), key=lambda kv: (order[kv[0][0]],
+                                                                          kv[0][1]))]
+
+
+def results_markdown(results_dir=RESULTS_DIR):
+    """results/RESULTS.md's text, from the result.json files alone (CI checks it is current)."""
+    groups = load_results(results_dir)
+    lines = ['# Results', '',
+             'Generated by `./run_all.sh --publish` from the `result.json` files in this folder '
+             '(do not edit). Each row is one full-length run, or the mean ± std over seeds, on '
+             'the machine in its row; each folder also has the curves, the exact commands, the '
+             'TensorFlow version and the commit that made it, and `chart.png`.', '',
+             TABLE_HEAD + ' TensorFlow, commit | chart |', '|---|---|---|---|---|---|---|---|---|']
+    for exp, results in groups:
+        commits = sorted({x.get('git_commit') or '?' for x in results})
+        charts = ', '.join('[%s](%s/chart.png)' % (x['_folder'], x['_folder']) for x in results)
+        lines.append('| %s |' % ' | '.join(table_row(results) + [
+            '%s, %s' % (results[0].get('tensorflow') or '?', ', '.join(commits)), charts]))
+    missing = [e.name for e in EXPERIMENTS if e.name not in {exp.name for exp, _ in groups}]
+    lines += ['', 'Not yet run at full length: %s.' % (', '.join(missing) or 'none')]
+    return '\n'.join(lines) + '\n'
+
+
+def write_results_md(results_dir=RESULTS_DIR):
+    os.makedirs(results_dir, exist_ok=True)
+    with open(os.path.join(results_dir, 'RESULTS.md'), 'w') as f:
+        f.write(results_markdown(results_dir))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,6 +487,9 @@ def parse_args(argv):
     parser.add_argument('--list', action='store_true', help='list the experiments and exit')
     parser.add_argument('--out', default=os.path.join(REPO, 'runs'), help='output folder')
     parser.add_argument('--seeds', type=int, default=1, help='runs per experiment (mean ± std)')
+    parser.add_argument('--publish', action='store_true',
+                        help='run nothing: copy the finished full-length runs under --out '
+                             '(those of --only) into results/ and rebuild results/RESULTS.md')
     args = parser.parse_args(argv)  # a bad option: argparse's one-line error, status 2
     names = [n for n in args.only.split(',') if n]
     unknown = [n for n in names if n not in BY_NAME]
@@ -384,12 +513,18 @@ def main(argv):
             for e in EXPERIMENTS:
                 print('%-14s %-62s reported %s' % (e.name, e.what, e.reported_text))
             return 0
+        if args.publish:
+            names = publish(args.out, RESULTS_DIR, args.experiments)
+            print('Published %s into %s; %s rebuilt' % (
+                ', '.join(names) or 'nothing (no finished full-length run in %s)' % args.out,
+                RESULTS_DIR, os.path.join(RESULTS_DIR, 'RESULTS.md')))
+            return 0
         check_data()
     except ReportError as e:
         print('run_all.sh: error: %s' % e, file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    facts = dict(hardware=_hardware(), tensorflow=_tf_version(), git_commit=_git_commit())
+    facts = dict(hardware_facts(), tensorflow=_tf_version(), git_commit=_git_commit())
     plan = [(e, s) for e in args.experiments for s in range(args.seeds)]
 
     def estimate(exp):  # seconds: the table's full-run minutes, or ~30 s for a quick run

@@ -113,3 +113,39 @@ def test_every_experiment_of_the_report_is_there():
     commands, poller, final = report._commands(report.BY_NAME['case1'], '/r', False, None)
     assert '--conv21' in commands[0] and '--conv21' in final and '--batch_size=512' in commands[0]
     assert '--eval_interval_secs=27' in poller
+
+
+def test_publish_copies_finished_full_runs_with_curves_and_rebuilds_results_md(quick_run,
+                                                                                tmp_path):
+    import shutil
+    out, _ = quick_run
+    runs = tmp_path / 'runs'
+    shutil.copytree(out / 'deep_cnn', runs / 'deep_cnn')
+    shutil.copytree(out / 'summaries_1k', runs / 'summaries_1k')
+    # summaries_1k stays a quick run (never published); deep_cnn stands for a finished full one.
+    result = json.load(open(runs / 'deep_cnn' / 'result.json'))
+    result['quick'] = False
+    json.dump(result, open(runs / 'deep_cnn' / 'result.json', 'w'))
+    results = tmp_path / 'results'
+    assert report.publish(str(runs), str(results)) == ['deep_cnn']
+    assert sorted(os.listdir(results)) == ['RESULTS.md', 'deep_cnn']
+    published = json.load(open(results / 'deep_cnn' / 'result.json'))
+    assert published['reproduced'] == result['reproduced']
+    assert published['commands'][0][1:3] == ['mnist/deep_cnn.py', '--log_dir=%s/logs'
+                                             % (out / 'deep_cnn')]
+    assert set(published) >= {'cpu', 'cpu_flags', 'cores', 'gpus', 'tensorflow', 'git_commit',
+                              'seed', 'wall_seconds', 'steps'}
+    steps, values = zip(*published['curves']['test accuracy'])
+    assert steps == (0, 10, 20) and values[-1] == pytest.approx(result['reproduced'], abs=1e-4)
+    assert os.path.getsize(results / 'deep_cnn' / 'chart.png') > 10000
+    table = (results / 'RESULTS.md').read_text()
+    assert table == report.results_markdown(str(results))
+    assert re.search(r'^\| deep_cnn \| 0\.9926 \| 0\.\d{4} \| [+-]0\.\d{4} \| 20 \| \d:\d\d:\d\d \| '
+                     r'.+ \| 2\.21\.\d, \w+ \| \[deep_cnn\]\(deep_cnn/chart\.png\) \|$', table, re.M)
+    assert 'Not yet run at full length: cnn_mnist, summaries_1k, summaries_20k, mlp,' in table
+
+
+def test_the_committed_results_md_is_what_run_all_generates():
+    path = os.path.join(REPO, 'results', 'RESULTS.md')
+    assert open(path).read() == report.results_markdown(), (
+        'results/RESULTS.md is stale: ./run_all.sh --publish rebuilds it')
