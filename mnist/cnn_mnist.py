@@ -4,7 +4,9 @@
     python mnist/cnn_mnist.py --train_steps=200 --model_dir=/tmp/cnn_try
 
 conv 5x5x32 SAME relu -> max-pool 2x2/2 -> conv 5x5x64 -> max-pool -> dense 1024 relu ->
-dropout 0.4 (training only) -> dense 10; gradient descent 0.001 on shuffled batches of 100.
+dropout 0.4 (training only) -> dense 10; gradient descent 0.001 on batches of 100 of the
+55,000 training images (the first 5,000 are the validation set, as `load_dataset("mnist")` gave
+them), in the order the tutorial's numpy_input_fn gave them (see ShuffleQueueInput).
 The original was an Estimator (gone in TF 2.16); what it gave its users is kept: softmax
 probabilities logged every 50 steps, loss and steps/sec every 100, checkpoints in --model_dir
 with resume on re-run, event files for TensorBoard, and a final evaluation over the 10,000 test
@@ -26,6 +28,10 @@ from common import training
 
 FLAGS = flags.FLAGS
 
+# tf.contrib.learn.datasets.load_dataset('mnist') kept input_data's validation set: the
+# tutorial trained on the other 55,000 images.
+VALIDATION_SIZE = 5000
+
 
 def define_flags():
     flags.DEFINE_string('model_dir', '/tmp/mnist_convnet_model',
@@ -36,6 +42,51 @@ def define_flags():
     flags.DEFINE_string('data_dir', '/tmp/mnist_data',
                         'MNIST folder (default: $TF_CLASSICS_DATA/mnist when that is set).')
     flags.DEFINE_integer('seed', None, 'Graph-level and shuffling seed.')
+
+
+class ShuffleQueueInput(object):
+    """The tutorial's input, in NumPy: what `tf.estimator.inputs.numpy_input_fn(x, y,
+    batch_size=100, num_epochs=None, shuffle=True)` gave the model (TF 1.x, numpy_io.py and
+    queues/feeding_functions.py).
+
+    That input_fn made a RandomShuffleQueue of capacity 1,000 (its queue_capacity default) with
+    min_after_dequeue 250 (a quarter of it), and one feeder thread that walked the arrays in
+    order, 100 rows (batch_size) per enqueue, from a random starting row, wrapping around
+    forever: no reshuffle per epoch. Each dequeue_many(100) took its rows one at a time, each
+    uniformly at random among the rows in the queue, while more than min_after_dequeue were
+    there; the feeder refilled the queue as soon as there was room and, far faster than a
+    training step, kept it full (from before the first step too). So a batch is batch_size rows
+    drawn without replacement from a window of 1,000 rows that moves through the training set
+    in file order; each row stays about 10 batches in it. A test compares this with
+    TensorFlow's own queue.
+    """
+
+    def __init__(self, images, labels, capacity=1000, seed=None):
+        self.images, self.labels = images, labels
+        self._capacity = capacity
+        self._min_after_dequeue = capacity // 4
+        self._rng = np.random.default_rng(seed)
+        self._next_row = int(self._rng.integers(len(images)))  # the feeder's random start
+        self._queue = np.zeros([0], np.int64)  # row numbers
+
+    def _fill(self):
+        count = self._capacity - len(self._queue)
+        rows = (self._next_row + np.arange(count)) % len(self.images)
+        self._next_row = (self._next_row + count) % len(self.images)
+        self._queue = np.concatenate([self._queue, rows])
+
+    def next_batch(self, batch_size):
+        """The next batch_size rows: (images, labels)."""
+        taken, needed = [], batch_size
+        while needed:
+            self._fill()
+            count = min(needed, len(self._queue) - self._min_after_dequeue)
+            picks = self._rng.choice(len(self._queue), count, replace=False)
+            taken.append(self._queue[picks])
+            self._queue = np.delete(self._queue, picks)
+            needed -= count
+        rows = np.concatenate(taken)
+        return self.images[rows], self.labels[rows]
 
 
 def _dense(x, units, name, activation=None):
@@ -112,9 +163,20 @@ def training_session(model, config=None):
         save_summaries_steps=100, log_step_count_steps=100, config=config)
 
 
-def train_step(sess, model, mnist):
-    """One step on the next shuffled batch of --batch_size."""
-    images, labels = mnist.train.next_batch(FLAGS.batch_size)
+def train_input(mnist, seed=None):
+    """The training batches of a run starting at the latest checkpoint of --model_dir. As the
+    Estimator called the input_fn again, a resumed run starts a new queue at a new random row
+    (with --seed: a seed of its own, from --seed and the step it starts at)."""
+    latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+    start = int(tf.train.load_checkpoint(latest).get_tensor('global_step')) if latest else 0
+    return ShuffleQueueInput(mnist.train.images, mnist.train.labels,
+                             seed=None if seed is None else [seed % (1 << 63), start])
+
+
+def train_step(sess, model, batches):
+    """One step on the next batch of --batch_size from `batches` (a ShuffleQueueInput; given
+    the DataSets, as bench/workloads.py does, its training set's shuffled epochs)."""
+    images, labels = getattr(batches, 'train', batches).next_batch(FLAGS.batch_size)
     sess.run(model.train_op, feed_dict={model.images: images, model.labels: labels,
                                         model.training: True})
 
@@ -122,9 +184,10 @@ def train_step(sess, model, mnist):
 def train(model, mnist, config=None):
     """Trains to --train_steps, resuming from --model_dir; logs as the Estimator did."""
     start = time.time()
+    batches = train_input(mnist, FLAGS.seed)
     with training_session(model, config) as sess:
         while not sess.should_stop():
-            train_step(sess, model, mnist)
+            train_step(sess, model, batches)
     logging.info('Training done in %.1f s', time.time() - start)
 
 
@@ -148,7 +211,8 @@ def evaluate(model, mnist, config=None):
 
 def main(argv):
     del argv
-    mnist = mnist_input.read_data_sets_for(FLAGS, seed=FLAGS.seed)
+    mnist = mnist_input.read_data_sets_for(FLAGS, seed=FLAGS.seed,
+                                           validation_size=VALIDATION_SIZE)
     training.prepare_train_dir(FLAGS.model_dir, fresh=False)
     training.save_flags(FLAGS.model_dir, FLAGS)
     with tf.Graph().as_default():

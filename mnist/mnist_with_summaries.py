@@ -5,7 +5,9 @@
     python mnist/mnist_with_summaries.py --fake_data --max_steps=10 --learning_rate=0.00
     tensorboard --logdir /tmp/tensorflow/mnist/logs/mnist_with_summaries
 
-784-500-10 with dropout, Adam, batches of 100. Every summary the original wrote: mean, stddev,
+784-500-10 with dropout, Adam, batches of 100 in shuffled epochs of the 55,000 training images
+(the first 5,000 are `mnist.validation`, as in the original's read_data_sets). Every summary
+the original wrote: mean, stddev,
 max, min and histogram of each weight and bias, pre-activation and activation histograms, the
 dropout keep probability, cross entropy, accuracy and 10 input images; `train` and `test`
 writers. Every --test_every steps the accuracy over the full test set is printed as
@@ -25,6 +27,10 @@ from common import summaries
 from common import training
 
 FLAGS = flags.FLAGS
+
+# input_data.read_data_sets' default: the first 5,000 training images are the validation set,
+# the tutorial trained on the other 55,000.
+VALIDATION_SIZE = 5000
 
 
 def define_flags():
@@ -164,7 +170,8 @@ def train(mnist):
 
 def main(argv):
     del argv
-    mnist = mnist_input.read_data_sets_for(FLAGS, fake_data=FLAGS.fake_data, seed=FLAGS.seed)
+    mnist = mnist_input.read_data_sets_for(FLAGS, fake_data=FLAGS.fake_data, seed=FLAGS.seed,
+                                           validation_size=VALIDATION_SIZE)
     # The original deleted log_dir; a previous run is moved aside instead.
     training.prepare_train_dir(FLAGS.log_dir, fresh=True)
     training.save_flags(FLAGS.log_dir, FLAGS)

@@ -177,3 +177,121 @@ def test_flag_defaults_are_the_originals():
         'max_steps': 10000, 'batch_size': 100}
     assert flag_defaults('mnist.mlp', ['hidden_size', 'learning_rate', 'num_steps']) == {
         'hidden_size': 1024, 'learning_rate': 0.0001, 'num_steps': 301}
+
+
+# --- the originals' split --------------------------------------------------------------------
+
+def test_read_data_sets_splits_as_the_original(data_root):
+    mnist = mnist_input.read_data_sets(os.path.join(data_root, 'mnist'))
+    assert (mnist.train.num_examples, mnist.validation.num_examples,
+            mnist.test.num_examples) == (55000, 5000, 10000)
+    # validation = the first 5,000 training images of the file, train = the rest
+    assert list(mnist.validation.labels[:10]) == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert list(mnist.train.labels[:10]) == [7, 3, 4, 6, 1, 8, 1, 0, 9, 8]
+    assert list(mnist.test.labels[:10]) == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert mnist.train.images.shape == (55000, 784) and mnist.validation.images.shape == (5000, 784)
+
+    everything = mnist_input.read_data_sets(os.path.join(data_root, 'mnist'), validation_size=0,
+                                            scale=False)
+    assert (everything.train.num_examples, everything.validation.num_examples) == (60000, 0)
+    assert list(everything.train.labels[:10]) == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert everything.train.images.dtype == np.uint8
+    with pytest.raises(ValueError, match='between 0 and 60000'):
+        mnist_input.read_data_sets(os.path.join(data_root, 'mnist'), validation_size=60001)
+
+    fake = mnist_input.read_data_sets(None, fake_data=True)
+    assert fake.validation.next_batch(2)[1].tolist() == [1, 1]
+
+
+def test_each_script_trains_on_the_originals_split():
+    # The tutorials read input_data's default split; Görner (deep_cnn) and the MLP report
+    # kept no validation set.
+    assert cnn_mnist.VALIDATION_SIZE == 5000
+    assert mnist_with_summaries.VALIDATION_SIZE == 5000
+    assert deep_cnn.VALIDATION_SIZE == 0
+    assert mlp.VALIDATION_SIZE == 0
+
+
+def test_mlp_prints_the_reports_training_set_shape():
+    result = run_script('mnist/mlp.py', '--num_steps=1', '--seed=0')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r'^Training set \(60000, 784\)$', result.stdout, re.M)
+
+
+# --- the order of the batches ----------------------------------------------------------------
+
+def test_epoch_stream_continues_where_it_stopped():
+    images = np.zeros((10, 28, 28), np.uint8)
+    labels = np.arange(10, dtype=np.int32)
+    first = mnist_input.DataSet(images, labels, seed=7)
+    for _ in range(3):
+        first.next_batch(4)                     # 12 examples: into the second epoch
+    resumed = mnist_input.DataSet(images, labels)  # another (random) seed
+    resumed.seek(first.position, first.seed)
+    for _ in range(4):
+        assert first.next_batch(4)[1].tolist() == resumed.next_batch(4)[1].tolist()
+    assert resumed.epochs_completed == first.epochs_completed == 2
+    # each epoch is a permutation; epochs differ
+    stream = mnist_input.DataSet(images, labels, seed=7)
+    epochs = [sorted(stream.next_batch(10)[1]) for _ in range(3)]
+    assert all(e == list(range(10)) for e in epochs)
+    stream.seek(0)
+    assert stream.next_batch(10)[1].tolist() != stream.next_batch(10)[1].tolist()
+
+
+def _queue_ages(next_rows, batches, batch_size=100, capacity=1000):
+    """For each row dequeued: how many rows were enqueued after it (the feeder keeps the
+    queue full, so before batch j the first capacity + batch_size * j rows are in)."""
+    ages = []
+    for j in range(batches):
+        rows = next_rows()
+        ages.append(capacity + batch_size * j - 1 - rows)
+    return np.concatenate(ages)
+
+
+def test_shuffle_queue_input_matches_tensorflows_random_shuffle_queue():
+    n, capacity, batch = 100000, 1000, 100   # n large: no wrap-around in 300 batches
+    rows = np.arange(n, dtype=np.int64)
+    sampler = cnn_mnist.ShuffleQueueInput(rows, rows, capacity=capacity, seed=0)
+    start = sampler._next_row
+    ours = _queue_ages(lambda: (sampler.next_batch(batch)[1] - start) % n, 300)
+
+    # TensorFlow's queue, driven as numpy_input_fn's feeder drove it: refilled to capacity
+    # (in row order) before each dequeue_many.
+    with tf.Graph().as_default():
+        queue = tf.queue.RandomShuffleQueue(capacity, capacity // 4, [tf.int64], shapes=[[]],
+                                            seed=1)
+        feed = tf.compat.v1.placeholder(tf.int64, [None])
+        enqueue, dequeue, size = queue.enqueue_many([feed]), queue.dequeue_many(batch), queue.size()
+        with tf.compat.v1.Session() as sess:
+            fed = [0]
+
+            def tf_rows():
+                count = capacity - sess.run(size)
+                sess.run(enqueue, {feed: np.arange(fed[0], fed[0] + count)})
+                fed[0] += count
+                return sess.run(dequeue)
+            theirs = _queue_ages(tf_rows, 300)
+
+    for ages in (ours, theirs):
+        assert ages.min() >= 0 and len(np.unique(ages)) > 500
+    assert len(np.unique(np.repeat(np.arange(300) * batch, batch) - ours)) == len(ours)  # rows
+    # Each row stays with probability 0.9 per batch: mean age about 10 batches of rows.
+    assert abs(ours.mean() - theirs.mean()) < 0.05 * theirs.mean()
+    assert abs(np.median(ours) - np.median(theirs)) < 0.08 * np.median(theirs)
+    assert abs(ours.std() - theirs.std()) < 0.08 * theirs.std()
+
+
+def test_shuffle_queue_input_walks_the_set_from_a_random_row():
+    rows = np.arange(5000, dtype=np.int64)
+    starts = set()
+    for seed in range(5):
+        sampler = cnn_mnist.ShuffleQueueInput(rows, rows, seed=seed)
+        starts.add(sampler._next_row)
+        start = sampler._next_row
+        seen = np.concatenate([sampler.next_batch(100)[1] for _ in range(41)])
+        # 41 batches: 1,000 + 40 * 100 = 5,000 rows enqueued, each once
+        assert len(np.unique(seen)) == len(seen) == 4100
+        first = (sampler.next_batch(100)[1] - start) % 5000  # wrapped around once
+        assert len(first) == 100
+    assert len(starts) == 5
