@@ -11,14 +11,21 @@ in `mnist.train`. `fake_data=True` gives the original's fake sets (every image a
 `next_batch` walks shuffled epochs as the original DataSet did: a new permutation each epoch, and
 a batch that crosses the end of an epoch takes the rest of it and the start of the next. Here the
 permutation of epoch e is drawn from (seed, e), so the stream of batches depends only on the seed
-and on how many examples were handed out (`position`); `seek` puts a stream back where it was.
+and on how many examples were handed out (`position`): `InputState` keeps both in a checkpoint,
+and a resumed run continues the killed run's epochs where it stopped.
+
+For the scripts that train in a plain Session (mnist_with_summaries, deep_cnn), `Checkpoints`
+restores (or refuses another model's checkpoint), saves, and refuses to save a diverged model.
 """
 
+import os
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from common import data
+from common import training
 
 NUM_CLASSES = 10
 IMAGE_PIXELS = 28 * 28
@@ -41,7 +48,7 @@ class DataSet(object):
             self.images = images
             self.labels = labels
             self.num_examples = len(images)
-        # the seed of the epochs' permutations (a non-negative int64)
+        # the seed of the epochs' permutations: a non-negative int64, kept in checkpoints
         if seed is None:
             seed = np.random.SeedSequence().entropy
         self.seed = int(seed) % (1 << 63)
@@ -147,3 +154,85 @@ def evaluate(sess, correct, loss, images, labels, dataset, batch_size=1000):
         total_correct += c
         total_loss += l * len(feed[labels])
     return total_correct / n, total_loss / n
+
+
+# ---------------------------------------------------------------------------------------------
+# Resuming the plain-Session scripts
+# ---------------------------------------------------------------------------------------------
+
+class InputState(object):
+    """A DataSet's stream of batches in the checkpoint: its seed and its position, two int64
+    variables under `input_state/`. Build it before the Saver."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        with tf.compat.v1.variable_scope('input_state'):
+            self.seed = tf.compat.v1.get_variable(
+                'seed', initializer=np.int64(dataset.seed), trainable=False)
+            self.position = tf.compat.v1.get_variable(
+                'position', initializer=np.int64(0), trainable=False)
+            self._value = tf.compat.v1.placeholder(tf.int64, [])
+            self._assign = self.position.assign(self._value)
+
+    def save(self, sess):
+        """Copies the dataset's position into its variable (before a checkpoint)."""
+        sess.run(self._assign, {self._value: self.dataset.position})
+
+    def restore(self, sess):
+        """Puts the dataset back where the restored checkpoint left it."""
+        seed, position = sess.run([self.seed, self.position])
+        self.dataset.seek(position, seed)
+
+
+class Checkpoints(object):
+    """The checkpoints of a training loop run in a plain Session: `<run_dir>/model.ckpt-<step>`,
+    with the global step (the loop's step) and the training batches' InputState.
+
+    Build it after the model (its Saver saves every variable then in the graph); then
+    `start = checkpoints.restore_or_initialize(sess)` and `checkpoints.save(sess, step)`.
+    """
+
+    def __init__(self, run_dir, train_set, run_dir_flag='--log_dir'):
+        self.run_dir, self.run_dir_flag = run_dir, run_dir_flag
+        self.global_step = tf.compat.v1.train.get_or_create_global_step()
+        self._step_value = tf.compat.v1.placeholder(tf.int64, [])
+        self._set_step = self.global_step.assign(self._step_value)
+        self.input_state = InputState(train_set)
+        self._guard = training.FiniteCheckpointGuard()
+        self._guard.begin()
+        self._saver = tf.compat.v1.train.Saver()
+
+    def restore_or_initialize(self, sess):
+        """Restores the latest checkpoint of run_dir (and the input stream), or initialises
+        every variable when there is none. Returns the step to start from.
+
+        Raises training.CheckpointMismatchError for a checkpoint of another model."""
+        latest = tf.train.latest_checkpoint(self.run_dir)
+        if not latest:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            return 0
+        training.check_checkpoint(
+            latest, {v.op.name: v for v in tf.compat.v1.global_variables()}, 'this model',
+            '; use --fresh or another %s' % self.run_dir_flag)
+        self._saver.restore(sess, latest)
+        # keep rotating the killed run's checkpoints too (max_to_keep)
+        self._saver.recover_last_checkpoints(
+            tf.train.get_checkpoint_state(self.run_dir).all_model_checkpoint_paths)
+        self.input_state.restore(sess)
+        return int(sess.run(self.global_step))
+
+    def save(self, sess, step):
+        """Saves the model at `step` unless a variable holds a NaN or an Inf (then raises
+        training.DivergedError)."""
+        sess.run(self._set_step, {self._step_value: step})
+        self._guard.before_save(sess, step)
+        self.input_state.save(sess)
+        self._saver.save(sess, os.path.join(self.run_dir, 'model.ckpt'), global_step=step)
+
+
+def start_event_files(writers, step):
+    """Marks a (re)start at `step` in each writer's event file: TensorBoard then drops what a
+    killed run wrote at later steps, which this run writes again."""
+    for writer in writers:
+        writer.add_session_log(
+            tf.compat.v1.SessionLog(status=tf.compat.v1.SessionLog.START), step)

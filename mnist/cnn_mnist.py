@@ -10,7 +10,8 @@ them), in the order the tutorial's numpy_input_fn gave them (see ShuffleQueueInp
 The original was an Estimator (gone in TF 2.16); what it gave its users is kept: softmax
 probabilities logged every 50 steps, loss and steps/sec every 100, checkpoints in --model_dir
 with resume on re-run, event files for TensorBoard, and a final evaluation over the 10,000 test
-images printing {'accuracy': ..., 'loss': ..., 'global_step': ...}.
+images printing {'accuracy': ..., 'loss': ..., 'global_step': ...}. A NaN or Inf loss ends the
+run with one line, before anything is saved after that step.
 Report: 0.9699 after 20,000 steps (tutorial: 0.9733, loss 0.0902).
 """
 
@@ -36,6 +37,7 @@ VALIDATION_SIZE = 5000
 def define_flags():
     flags.DEFINE_string('model_dir', '/tmp/mnist_convnet_model',
                         'Where checkpoints and event files go (re-running resumes from it).')
+    flags.DEFINE_boolean('fresh', False, 'Move an existing --model_dir aside and start over.')
     flags.DEFINE_integer('train_steps', 20000, 'Number of training steps.', lower_bound=0)
     flags.DEFINE_integer('batch_size', 100, 'Training batch size.', lower_bound=1)
     flags.DEFINE_float('learning_rate', 0.001, 'Gradient descent learning rate.', lower_bound=0.0)
@@ -146,21 +148,40 @@ class Model(object):
                                                       self.labels), tf.int32))
 
 
+class FiniteLossHook(tf.compat.v1.train.SessionRunHook):
+    """Ends training with training.DivergedError at the first NaN or Inf loss (in place of the
+    Estimator's NanTensorHook, whose error came with a traceback)."""
+
+    def __init__(self, loss):
+        self._loss = loss
+
+    def before_run(self, run_context):
+        return tf.compat.v1.train.SessionRunArgs(
+            [self._loss, tf.compat.v1.train.get_global_step()])
+
+    def after_run(self, run_context, run_values):
+        loss, step = run_values.results  # step as read before this run
+        training.check_finite(loss, step)
+
+
 def training_session(model, config=None):
     """The Estimator's session: resumes from --model_dir, stops at --train_steps, logs the
-    probabilities every 50 steps and loss / steps per second every 100, checks for NaN,
-    checkpoints every 1,000 steps and writes summaries every 100."""
+    probabilities every 50 steps and loss / steps per second every 100, checks the loss for
+    NaN and Inf, checkpoints every 1,000 steps and at the end (never after a bad loss, never
+    non-finite variables) and writes summaries every 100."""
     hooks = [
         tf.compat.v1.train.StopAtStepHook(last_step=FLAGS.train_steps),
         tf.compat.v1.train.LoggingTensorHook({'probabilities': model.probabilities},
                                              every_n_iter=50),
         tf.compat.v1.train.LoggingTensorHook({'loss': model.loss, 'step': model.global_step},
                                              every_n_iter=100),
-        tf.compat.v1.train.NanTensorHook(model.loss),
+        FiniteLossHook(model.loss),
+        training.checkpoint_saver_hook(FLAGS.model_dir, save_steps=1000),  # after the check
     ]
     return tf.compat.v1.train.MonitoredTrainingSession(
-        checkpoint_dir=FLAGS.model_dir, hooks=hooks, save_checkpoint_steps=1000,
-        save_summaries_steps=100, log_step_count_steps=100, config=config)
+        checkpoint_dir=FLAGS.model_dir, hooks=hooks, save_checkpoint_steps=None,
+        save_checkpoint_secs=None, save_summaries_steps=100, log_step_count_steps=100,
+        config=config)
 
 
 def train_input(mnist, seed=None):
@@ -209,11 +230,11 @@ def evaluate(model, mnist, config=None):
     return results
 
 
-def main(argv):
-    del argv
+def run_from_flags():
+    """Trains (or resumes) in --model_dir, evaluates, prints the Estimator's result dict."""
     mnist = mnist_input.read_data_sets_for(FLAGS, seed=FLAGS.seed,
                                            validation_size=VALIDATION_SIZE)
-    training.prepare_train_dir(FLAGS.model_dir, fresh=False)
+    training.prepare_train_dir(FLAGS.model_dir, fresh=FLAGS.fresh)
     training.save_flags(FLAGS.model_dir, FLAGS)
     with tf.Graph().as_default():
         if FLAGS.seed is not None:
@@ -227,4 +248,4 @@ def main(argv):
 
 if __name__ == '__main__':
     define_flags()
-    app.run(main)
+    app.run(training.main_for(run_from_flags, 'model_dir', 'learning_rate'))

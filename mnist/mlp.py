@@ -8,8 +8,10 @@
 Inputs are the raw pixels cast to float (0-255, not scaled); weights truncated normal with
 stddev 1.0, zero biases; relu; softmax cross entropy; the whole 60,000-image training set as one
 batch; gradient descent. Every 100 steps it prints the loss, the training accuracy (of that
-step's predictions) and the test accuracy. Report: loss 73,913 at step 0; test 80.6% / 84.8% /
-86.4% at steps 100 / 200 / 300; of the other configurations none got above 80%.
+step's predictions) and the test accuracy. A NaN or Inf loss ends a run with one line (exit
+status 1); in --grid that configuration is marked `diverged@<step>` in the table and the grid
+goes on. Report: loss 73,913 at step 0; test 80.6% / 84.8% / 86.4% at steps 100 / 200 / 300; of
+the other configurations none got above 80%.
 """
 
 import sys
@@ -21,6 +23,7 @@ import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__
 import tensorflow as tf
 
 from common import mnist_input
+from common import training
 
 FLAGS = flags.FLAGS
 
@@ -102,7 +105,8 @@ class Graph(object):
 
 def run(train_images, train_labels, test_images, test_labels, hidden_size, learning_rate,
         num_steps, seed=None, log=print):
-    """Trains the MLP full-batch; returns a dict of the final loss and accuracies (percent)."""
+    """Trains the MLP full-batch; returns a dict of the final loss and accuracies (percent).
+    Raises training.DivergedError at the first NaN or Inf loss."""
     with tf.Graph().as_default():
         if seed is not None:
             tf.compat.v1.set_random_seed(seed)
@@ -111,6 +115,7 @@ def run(train_images, train_labels, test_images, test_labels, hidden_size, learn
             graph.initialize(session)
             for step in range(num_steps):
                 l, predictions = graph.train_step(session)
+                training.check_finite(l, step)
                 if step % 100 == 0 or step == num_steps - 1:
                     train_acc = accuracy(predictions, train_labels)
                     test_acc = accuracy(session.run(graph.test_prediction), test_labels)
@@ -140,8 +145,24 @@ def plot_samples(images, labels, path):
     print('Wrote %s' % path)
 
 
-def main(argv):
-    del argv
+def grid_table(rows):
+    """The grid's results as a Markdown table: one row per (hidden, learning rate, result),
+    result being run()'s dict or the DivergedError of that configuration."""
+    lines = ['| hidden | learning rate | final loss | train accuracy | test accuracy |',
+             '|---|---|---|---|---|']
+    for hidden, lr, r in rows:
+        if isinstance(r, training.DivergedError):
+            lines.append('| %d | %g | diverged@%d | - | nan |' % (hidden, lr, r.step))
+        else:
+            lines.append('| %d | %g | %.4g | %.1f%% | %.1f%% |' % (
+                hidden, lr, r['loss'], r['train_accuracy'], r['test_accuracy']))
+    if any(isinstance(r, training.DivergedError) for _, _, r in rows):
+        lines.append('\ndiverged@N: the loss was NaN or Inf at step N, where that run stopped.')
+    return '\n'.join(lines)
+
+
+def run_from_flags():
+    """Trains once, or the grid, or draws the samples, as the flags say."""
     mnist = mnist_input.read_data_sets_for(FLAGS, scale=False, validation_size=VALIDATION_SIZE)
     train_images = mnist.train.images.astype(np.float32)  # raw pixels, not scaled
     test_images = mnist.test.images.astype(np.float32)
@@ -156,14 +177,14 @@ def main(argv):
     rows = []
     for hidden, lr in (REPORT_GRID if FLAGS.grid == 'report' else FULL_GRID):
         print('hidden %d, learning rate %g' % (hidden, lr), flush=True)
-        result = run(*args, hidden, lr, FLAGS.num_steps, FLAGS.seed,
-                     log=lambda line: print('  ' + line, flush=True))
+        try:
+            result = run(*args, hidden, lr, FLAGS.num_steps, FLAGS.seed,
+                         log=lambda line: print('  ' + line, flush=True))
+        except training.DivergedError as e:
+            print('  %s; on to the next configuration' % e, flush=True)
+            result = e
         rows.append((hidden, lr, result))
-    print('\n| hidden | learning rate | final loss | train accuracy | test accuracy |')
-    print('|---|---|---|---|---|')
-    for hidden, lr, r in rows:
-        print('| %d | %g | %.4g | %.1f%% | %.1f%% |' % (hidden, lr, r['loss'],
-                                                     r['train_accuracy'], r['test_accuracy']))
+    print('\n' + grid_table(rows), flush=True)
 
 
 def _flags_parser(argv):
@@ -174,4 +195,5 @@ def _flags_parser(argv):
 
 if __name__ == '__main__':
     define_flags()
-    app.run(main, flags_parser=_flags_parser)
+    app.run(training.main_for(run_from_flags, None, 'learning_rate'),
+            flags_parser=_flags_parser)

@@ -295,3 +295,151 @@ def test_shuffle_queue_input_walks_the_set_from_a_random_row():
         first = (sampler.next_batch(100)[1] - start) % 5000  # wrapped around once
         assert len(first) == 100
     assert len(starts) == 5
+
+
+# --- divergence ------------------------------------------------------------------------------
+
+def _assert_diverged(result, run_dir=None):
+    """Exit status 1, one error line naming the step, no traceback; the latest checkpoint (if
+    any) holds only finite values and is not later than the step that diverged."""
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+    errors = [l for l in result.stderr.splitlines() if l.startswith('error:')]
+    assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1]
+    step = int(re.search(r'^error: Model diverged with .* at step (\d+); ', errors[0]).group(1))
+    assert 'try a lower --' in errors[0]
+    latest = tf.train.latest_checkpoint(run_dir) if run_dir else None
+    if latest:
+        assert latest in errors[0]
+        assert int(latest.rsplit('-', 1)[1]) <= step
+        reader = tf.train.load_checkpoint(latest)
+        for name, dtype in reader.get_variable_to_dtype_map().items():
+            if dtype.is_floating:
+                assert np.isfinite(reader.get_tensor(name)).all(), name
+    return step, latest
+
+
+def test_cnn_mnist_diverges_in_one_line(tmp_path):
+    model_dir = str(tmp_path / 'model')
+    result = run_script('mnist/cnn_mnist.py', '--train_steps=50', '--learning_rate=1e10',
+                        '--model_dir=' + model_dir, '--seed=1')
+    step, latest = _assert_diverged(result, model_dir)
+    assert latest  # the saver hook's checkpoint at step 0, from before the bad step
+    assert "{'accuracy'" not in result.stdout
+
+
+def test_mnist_with_summaries_diverges_in_one_line(tmp_path):
+    result = run_script('mnist/mnist_with_summaries.py', '--max_steps=60', '--test_every=20',
+                        '--checkpoint_steps=2', '--learning_rate=1e30',
+                        '--log_dir=%s' % tmp_path, '--seed=1')
+    step, latest = _assert_diverged(result, str(tmp_path))
+    assert 'Final test accuracy' not in result.stdout
+
+
+def test_deep_cnn_diverges_in_one_line(tmp_path):
+    result = run_script('mnist/deep_cnn.py', '--max_steps=30', '--eval_every=5',
+                        '--checkpoint_steps=1', '--max_learning_rate=1e6',
+                        '--log_dir=%s' % tmp_path, '--seed=1')
+    step, latest = _assert_diverged(result, str(tmp_path))
+    assert latest and 'try a lower --max_learning_rate' in result.stderr
+    assert 'Final test accuracy' not in result.stdout
+
+
+def test_mlp_diverges_in_one_line():
+    result = run_script('mnist/mlp.py', '--num_steps=5', '--learning_rate=1e30', '--seed=0')
+    _assert_diverged(result)
+    assert 'try a lower --learning_rate' in result.stderr
+
+
+GRID_DRIVER = """
+from absl import flags
+from common import training
+from mnist import mlp
+
+def fake_run(*args, log=print):
+    hidden, lr = args[4], args[5]
+    log('Loss at step 0: 1.0')
+    if lr == 0.5:
+        raise training.DivergedError(3 if hidden == 300 else 7, 'loss = NaN')
+    return {'loss': 1.5, 'train_accuracy': 90.0, 'test_accuracy': 85.25}
+
+mlp.run = fake_run
+mlp.define_flags()
+flags.FLAGS(['mlp.py', '--grid=report'])
+mlp.run_from_flags()
+"""
+
+
+def test_mlp_grid_marks_a_diverged_configuration_and_goes_on(tmp_path):
+    driver = tmp_path / 'grid_driver.py'
+    driver.write_text(GRID_DRIVER)
+    result = run_script(str(driver))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '  Model diverged with loss = NaN at step 3; on to the next configuration' in \
+        result.stdout
+    rows = re.findall(r'^\| (\d+) \| ([\d.e-]+) \| \S+ \| \S+ \| ([\d.]+|nan)%? \|$',
+                      result.stdout, re.M)  # common/report.py's pattern
+    assert len(rows) == 8
+    assert '| 300 | 0.5 | diverged@3 | - | nan |' in result.stdout.splitlines()
+    assert '| 1024 | 0.5 | diverged@7 | - | nan |' in result.stdout.splitlines()
+    assert '| 1024 | 0.0001 | 1.5 | 90.0% | 85.2% |' in result.stdout.splitlines()
+
+
+# --- resuming --------------------------------------------------------------------------------
+
+def _scalar_steps(logdir, tag):
+    return [e.step for e in _tags(logdir).Scalars(tag)]
+
+
+def test_deep_cnn_resumes_a_longer_run(tmp_path):
+    args = ['--eval_every=10', '--checkpoint_steps=10', '--log_dir=%s' % tmp_path, '--seed=1']
+    first = run_script('mnist/deep_cnn.py', '--max_steps=25', *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert 'Resuming from' not in first.stdout
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith('model.ckpt-25')
+    again = run_script('mnist/deep_cnn.py', '--max_steps=40', *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'Resuming from %s' % (tmp_path / 'model.ckpt-25') in again.stdout
+    steps = re.findall(r'^step (\d+): test accuracy', again.stdout, re.M)
+    assert [int(s) for s in steps] == [30, 40]
+    assert re.search(r'^Final test accuracy after 40 batches: 0\.\d{4}$', again.stdout, re.M)
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith('model.ckpt-40')
+    reader = tf.train.load_checkpoint(str(tmp_path / 'model.ckpt-40'))
+    assert reader.get_tensor('global_step') == 40
+    assert reader.get_tensor('input_state/position') == 40 * 100  # batches of 100 handed out
+    # the event file continues: each evaluation once (TensorBoard drops the first run's
+    # final one, at step 25, where the second run starts)
+    assert _scalar_steps(str(tmp_path), 'test/accuracy') == [0, 10, 20, 30, 40]
+
+    fresh = run_script('mnist/deep_cnn.py', '--max_steps=5', '--fresh', *args)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert 'Moved the previous' in fresh.stdout and 'Resuming from' not in fresh.stdout
+    assert re.search(r'^Final test accuracy after 5 batches', fresh.stdout, re.M)
+
+    other = run_script('mnist/mnist_with_summaries.py', '--max_steps=5', '--log_dir=%s' % tmp_path)
+    assert other.returncode == 1 and 'Traceback' not in other.stderr
+    assert re.match(r'error: the checkpoint .*model\.ckpt-5 does not match this model '
+                    r'\(layer1/\S+ is not in it\); use --fresh or another --log_dir$',
+                    other.stderr.strip().splitlines()[-1])
+
+
+def test_mnist_with_summaries_resumes_a_longer_run(tmp_path):
+    args = ['--test_every=10', '--checkpoint_steps=20', '--log_dir=%s' % tmp_path, '--seed=2']
+    first = run_script('mnist/mnist_with_summaries.py', '--max_steps=25', *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith('model.ckpt-25')
+    again = run_script('mnist/mnist_with_summaries.py', '--max_steps=45', *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'Resuming from %s' % (tmp_path / 'model.ckpt-25') in again.stdout
+    accs = re.findall(r'^Accuracy at step (\d+): ', again.stdout, re.M)
+    assert [int(s) for s in accs] == [30, 40]
+    assert re.search(r'^Final test accuracy after 45 steps: (0\.\d+|1\.0)$', again.stdout, re.M)
+    assert [os.path.basename(p) for p in tf.train.get_checkpoint_state(
+        str(tmp_path)).all_model_checkpoint_paths] == ['model.ckpt-20', 'model.ckpt-25',
+                                                       'model.ckpt-40', 'model.ckpt-45']
+    reader = tf.train.load_checkpoint(str(tmp_path / 'model.ckpt-45'))
+    assert reader.get_tensor('global_step') == 45
+    assert reader.get_tensor('input_state/position') == (45 - 5) * 100  # 5 test steps
+    assert _scalar_steps(str(tmp_path / 'test'), 'accuracy') == [0, 10, 20, 30, 40, 45]
+    train_steps = _scalar_steps(str(tmp_path / 'train'), 'cross_entropy')
+    assert train_steps == [i for i in range(45) if i % 10]
