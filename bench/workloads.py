@@ -68,10 +68,12 @@ def cnn_mnist(variant, workdir):
     if variant == 'ours_fed':
         return _fed(lambda inputs: (script.Model(FLAGS.learning_rate, inputs).train_op, None),
                     *_mnist_batch(FLAGS.batch_size))
-    mnist = mnist_input.read_data_sets_for(FLAGS)
+    mnist = mnist_input.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
     model = script.Model(FLAGS.learning_rate)
     sess, close = _entered(script.training_session(model))
-    return Workload(FLAGS.batch_size, lambda: script.train_step(sess, model, mnist), None, close)
+    batches = script.train_input(mnist)
+    return Workload(FLAGS.batch_size, lambda: script.train_step(sess, model, batches), None,
+                    close)
 
 
 # --- mnist_with_summaries --------------------------------------------------------------------
@@ -85,7 +87,7 @@ def mnist_with_summaries(variant, workdir):
             model = script.Model(FLAGS.learning_rate, inputs)
             return model.train_step, {model.keep_prob: FLAGS.dropout}
         return _fed(build, *_mnist_batch(100, np.int64))
-    mnist = mnist_input.read_data_sets_for(FLAGS)
+    mnist = mnist_input.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
     model = script.Model(FLAGS.learning_rate)
     sess = tf.compat.v1.Session()
     writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/train', sess.graph)
@@ -117,7 +119,7 @@ def deep_cnn(variant, workdir):
             model = script.Model(inputs)
             return model.train_op, {model.pkeep: 0.75}
         return _fed(build, *_mnist_batch(FLAGS.batch_size))
-    mnist = mnist_input.read_data_sets_for(FLAGS)
+    mnist = mnist_input.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
     model = script.Model()
     sess = tf.compat.v1.Session()
     sess.run(tf.compat.v1.global_variables_initializer())
@@ -135,7 +137,8 @@ def mlp(variant, workdir):
     from mnist import mlp as script
     del workdir
     _parse_script_flags(script.define_flags)
-    mnist = mnist_input.read_data_sets_for(FLAGS, scale=False)
+    mnist = mnist_input.read_data_sets_for(FLAGS, scale=False,
+                                           validation_size=script.VALIDATION_SIZE)
     graph = script.Graph(mnist.train.images.astype(np.float32), mnist.train.labels,
                          mnist.test.images.astype(np.float32), FLAGS.hidden_size,
                          FLAGS.learning_rate)

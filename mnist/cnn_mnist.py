@@ -195,16 +195,22 @@ def train_input(mnist, seed=None):
 
 
 def train_step(sess, model, batches):
-    """One step on the next batch of --batch_size from `batches` (a ShuffleQueueInput; given
-    the DataSets, as bench/workloads.py does, its training set's shuffled epochs)."""
-    images, labels = getattr(batches, 'train', batches).next_batch(FLAGS.batch_size)
+    """One step on the next batch of --batch_size from `batches` (a ShuffleQueueInput)."""
+    images, labels = batches.next_batch(FLAGS.batch_size)
     sess.run(model.train_op, feed_dict={model.images: images, model.labels: labels,
                                         model.training: True})
 
 
 def train(model, mnist, config=None):
-    """Trains to --train_steps, resuming from --model_dir; logs as the Estimator did."""
+    """Trains to --train_steps, resuming from --model_dir; logs as the Estimator did.
+    Raises training.CheckpointMismatchError when --model_dir holds another model's
+    checkpoint."""
     start = time.time()
+    latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+    if latest:
+        training.check_checkpoint(
+            latest, {v.op.name: v for v in tf.compat.v1.global_variables()}, 'this model',
+            '; use --fresh or another --model_dir')
     batches = train_input(mnist, FLAGS.seed)
     with training_session(model, config) as sess:
         while not sess.should_stop():

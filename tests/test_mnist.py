@@ -443,3 +443,15 @@ def test_mnist_with_summaries_resumes_a_longer_run(tmp_path):
     assert _scalar_steps(str(tmp_path / 'test'), 'accuracy') == [0, 10, 20, 30, 40, 45]
     train_steps = _scalar_steps(str(tmp_path / 'train'), 'cross_entropy')
     assert train_steps == [i for i in range(45) if i % 10]
+
+
+def test_cnn_mnist_refuses_another_models_checkpoint_in_one_line(tmp_path):
+    other = run_script('mnist/deep_cnn.py', '--max_steps=2', '--eval_every=2',
+                       '--log_dir=%s' % tmp_path)
+    assert other.returncode == 0, other.stderr[-3000:]
+    result = run_script('mnist/cnn_mnist.py', '--train_steps=4', '--model_dir=%s' % tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert re.match(r'error: the checkpoint .*model\.ckpt-2 does not match this model '
+                    r'\(\S+ is not in it\); use --fresh or another --model_dir$',
+                    result.stderr.strip().splitlines()[-1]), result.stderr[-2000:]
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith('model.ckpt-2')
