@@ -111,6 +111,12 @@ def _python():
     return sys.executable
 
 
+def _default_sigint():
+    """The evaluator is stopped with SIGINT (Ctrl-C, a clean stop): don't let it inherit an
+    ignored SIGINT from a shell that started run_all.sh in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run(cmd, log, env):
     """Runs cmd, appending its output to the open log file; raises on failure."""
     log.write('$ %s\n' % ' '.join(cmd))
@@ -237,7 +243,8 @@ def run_experiment(exp, run_dir, quick, seed, facts):
         if poller_cmd:  # the evaluator beside training, as in the report
             poller_log = open(os.path.join(run_dir, 'eval_log.txt'), 'a')
             poller = subprocess.Popen(poller_cmd, cwd=REPO, stdout=poller_log,
-                                      stderr=subprocess.STDOUT, env=env)
+                                      stderr=subprocess.STDOUT, env=env,
+                                      preexec_fn=_default_sigint)
         try:
             for cmd in commands:
                 _run(cmd, log, env)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -21,6 +22,12 @@ def data_root():
     if not os.path.isdir(os.path.join(root, 'cifar10')):
         pytest.fail('real data not found at %s: set TF_CLASSICS_DATA' % root)
     return root
+
+
+def default_sigint():
+    """Popen's preexec_fn for a child that a test stops with SIGINT: a shell that started the
+    tests in the background (nohup ... &) left SIGINT ignored, and the child would inherit it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_script(script, *args, env=None, timeout=600):

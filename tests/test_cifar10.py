@@ -19,6 +19,7 @@ from cifar10 import model
 from cifar10 import multi_gpu_train
 from common import data
 from common import training
+from conftest import default_sigint
 from conftest import flag_defaults
 from conftest import run_script
 
@@ -396,7 +397,7 @@ def test_eval_polls_waits_evaluates_each_checkpoint_once_and_stops_on_ctrl_c(tra
         [sys.executable, 'cifar10/eval.py', '--checkpoint_dir=%s' % watched,
          '--eval_dir=%s' % (tmp_path / 'eval'), '--eval_interval_secs=1', '--num_examples=100',
          '--batch_size=50'], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        text=True, preexec_fn=default_sigint)
     lines = []
 
     def wait_for(pattern, limit=120):
@@ -555,7 +556,8 @@ def _popen(script, args, log):
     env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CLASSICS_DATA=shared_data_root(),
                TF_CPP_MIN_LOG_LEVEL='2')
     return subprocess.Popen([sys.executable, script] + args, cwd=REPO, env=env,
-                            stdout=open(log, 'w'), stderr=subprocess.STDOUT)
+                            stdout=open(log, 'w'), stderr=subprocess.STDOUT,
+                            preexec_fn=default_sigint)
 
 
 def test_kill_9_mid_run_then_the_same_command_finishes(tmp_path, data_root):
