@@ -598,3 +598,18 @@ def test_class_names_come_from_the_data_set(tmp_path):
     assert serving.read_class_names(path) == ['a', 'b', 'c']
     meta = os.path.join(shared_data_root(), 'cifar10', data.CIFAR10_DIRNAME, 'batches.meta.txt')
     assert serving.read_class_names(meta) == CIFAR10_NAMES
+
+
+def test_bench_serving_times_both_signatures_at_batch_1_and_128(cifar10_run):
+    result = subprocess.run([sys.executable, '-m', 'bench.serving', cifar10_run['export_dir'],
+                             '--seconds=0.05', '--rounds=1', '--warmup_seconds=0'], cwd=REPO,
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, TF_CLASSICS_DATA=shared_data_root()))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '%s/3: 3-channel 32x32 test images' % cifar10_run['export_dir'] in result.stdout
+    rows = re.findall(r'^\| (serving_default|predict_images) \| (PNG bytes|uint8) \| (\d+) \| '
+                      r'([\d,]+) \| (\d+\.\d\d) \|$', result.stdout, re.M)
+    assert sorted((name, int(batch)) for name, _, batch, _, _ in rows) == [
+        ('predict_images', 1), ('predict_images', 128), ('serving_default', 1),
+        ('serving_default', 128)]
+    assert all(int(rate.replace(',', '')) > 0 for _, _, _, rate, _ in rows)
