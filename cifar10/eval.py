@@ -15,7 +15,6 @@ a checkpoint of another model: one line naming the flag or file, exit status 1.
 import datetime
 import math
 import os
-import re
 import sys
 import time
 
@@ -50,14 +49,6 @@ def define_flags():
     flags.DEFINE_boolean('run_once', False, 'Whether to run eval only once.')
 
 
-def checkpoint_global_step(ckpt_path):
-    """The global step a checkpoint was saved at: from its name, else from its variables."""
-    match = re.search(r'-(\d+)$', ckpt_path)
-    if match:
-        return int(match.group(1))
-    return int(tf.train.load_variable(ckpt_path, 'global_step'))
-
-
 def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_examples, batch_size,
               config=None, variables=None):
     """Evaluates one checkpoint on exactly num_examples examples.
@@ -66,7 +57,7 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
     (training.CheckpointMismatchError for a checkpoint of another model).
     Returns the precision @ 1, or None when the checkpoint vanished before it was restored.
     """
-    global_step = checkpoint_global_step(ckpt_path)
+    global_step = training.checkpoint_global_step(ckpt_path)
     with tf.compat.v1.Session(config=config) as sess:
         try:
             if variables is not None:
@@ -107,23 +98,7 @@ def take_model_flags(checkpoint_dir):
     """Sets the model flags not given on the command line to the trainer's, from the flags it
     saved in checkpoint_dir (saying so in one line). Raises CheckpointMismatchError for a model
     flag given with another value than the trainer's."""
-    saved, path = training.latest_saved_flags(checkpoint_dir)
-    if saved is None:
-        return
-    taken = []
-    for name in single.MODEL_FLAGS:
-        if name not in saved:
-            continue
-        if FLAGS[name].present and FLAGS[name].value != saved[name]:
-            raise training.CheckpointMismatchError(
-                '--%s=%s, but the checkpoints in --checkpoint_dir=%s were trained with --%s=%s '
-                '(%s)' % (name, FLAGS[name].value, checkpoint_dir, name, saved[name],
-                          os.path.basename(path)))
-        if not FLAGS[name].present:
-            FLAGS[name].value = saved[name]
-            taken.append('--%s=%s' % (name, saved[name]))
-    if taken:
-        print('Model flags from the trainer\'s %s: %s' % (path, ' '.join(taken)), flush=True)
+    training.take_model_flags(checkpoint_dir, FLAGS, single.MODEL_FLAGS)
 
 
 def wait_for_checkpoint():

@@ -149,6 +149,17 @@ def distorted_inputs_dataset(filenames, batch_size, min_fraction_of_examples_in_
         return images, labels
 
 
+def eval_image(uint8image):
+    """What the evaluator makes of a 32x32 image (predict.py too): the centre 24x24 crop,
+    per-image standardisation. uint8 [32, 32, 3], or a batch [n, 32, 32, 3]; returns float32
+    [24, 24, 3] (or [n, 24, 24, 3])."""
+    image = tf.cast(uint8image, tf.float32)
+    cropped = tf.image.resize_with_crop_or_pad(image, IMAGE_SIZE, IMAGE_SIZE)
+    float_image = tf.image.per_image_standardization(cropped)
+    float_image.set_shape(float_image.shape[:-3].concatenate([IMAGE_SIZE, IMAGE_SIZE, 3]))
+    return float_image
+
+
 def inputs(filenames, batch_size, num_examples_per_epoch=NUM_EXAMPLES_PER_EPOCH_FOR_EVAL):
     """Evaluation batches: centre 24x24 crop and standardisation, in file order.
 
@@ -161,10 +172,7 @@ def inputs(filenames, batch_size, num_examples_per_epoch=NUM_EXAMPLES_PER_EPOCH_
     with tf.compat.v1.name_scope('input'):
         filename_queue = tf.compat.v1.train.string_input_producer(filenames, shuffle=False)
         read_input = read_cifar10(filename_queue)
-        reshaped_image = tf.cast(read_input.uint8image, tf.float32)
-        resized_image = tf.image.resize_with_crop_or_pad(reshaped_image, IMAGE_SIZE, IMAGE_SIZE)
-        float_image = tf.image.per_image_standardization(resized_image)
-        float_image.set_shape([IMAGE_SIZE, IMAGE_SIZE, 3])
+        float_image = eval_image(read_input.uint8image)
         read_input.label.set_shape([1])
         min_queue_examples = int(num_examples_per_epoch * 0.4)
         images, label_batch = tf.compat.v1.train.batch(

@@ -34,6 +34,11 @@ def define_model_flags():
     """Flags of the model library (the original cifar10.py's), shared with eval.py."""
     flags.DEFINE_integer('batch_size', 128, 'Number of images to process in a batch.',
                          lower_bound=1)
+    define_data_and_model_flags()
+
+
+def define_data_and_model_flags():
+    """--data_dir, --use_fp16, --conv21: what rebuilds a trained model (predict.py too)."""
     flags.DEFINE_string('data_dir', '/tmp/cifar10_data',
                         'Path to the CIFAR-10 data directory (default: $TF_CLASSICS_DATA/cifar10 '
                         'when that is set, else /tmp/cifar10_data).')

@@ -10,7 +10,9 @@ Run through run_all.sh (which sets up .venv first):
 
 Each experiment writes <out>/<name>/ (default out: runs/): flags.json (the commands),
 log.txt, TensorBoard event files, checkpoints, and result.json (final accuracy, steps, wall
-seconds, hardware, TensorFlow version, git commit). Re-running skips finished experiments
+seconds, hardware, TensorFlow version, git commit); <out>/<name>.png is its chart, and a
+CIFAR-10 experiment also gets <out>/<name>_predictions.png (the first 16 test images with the
+last checkpoint's predicted and true classes, wrong ones in red). Re-running skips finished experiments
 (result.json present) and resumes a killed one from its checkpoint. CIFAR-10 training and its
 evaluator run at the same time, as in the report; the figure is the evaluator's precision @ 1
 on the last checkpoint.
@@ -355,6 +357,15 @@ def plot(exp, curves, path):
     plt.close(fig)
 
 
+def draw_predictions(run_dir, path):
+    """A CIFAR-10 experiment's picture beside its chart: the first 16 test images in a 4x4
+    grid with the last checkpoint's predicted and true classes, wrong ones marked
+    (cifar10/predict.py --sample_grid, logged to the run's log.txt)."""
+    with open(os.path.join(run_dir, 'log.txt'), 'a') as log:
+        _run([_python(), 'cifar10/predict.py', '--checkpoint_dir=%s/train' % run_dir,
+              '--sample_grid=' + path], log, _env())
+
+
 def _fmt(value):
     return '—' if value is None else '%.4f' % value
 
@@ -567,6 +578,11 @@ def main(argv):
             plot(exp, read_curves(exp, run_dir), os.path.join(args.out, name + '.png'))
         except ImportError:
             print('(no chart: matplotlib is not installed)', flush=True)
+        if exp.kind == 'cifar10':
+            try:
+                draw_predictions(run_dir, os.path.join(args.out, name + '_predictions.png'))
+            except (RuntimeError, OSError) as e:
+                print('(no predictions grid for %s: %s)' % (name, e), flush=True)
         print('[%d/%d] %s: finished in %s: %.4f (reported %s)'
               % (i, len(plan), name, _clock(result['wall_seconds']), result['reproduced'],
                  exp.reported_text), flush=True)
@@ -576,7 +592,8 @@ def main(argv):
             ' (--quick: tiny step counts, not the report\'s figures)' if args.quick else '',
             facts['tensorflow'], facts['git_commit'], datetime.date.today(), table))
     print('\n' + table)
-    print('Written: %s; charts %s/<name>.png; tensorboard --logdir %s'
+    print('Written: %s; charts %s/<name>.png (CIFAR-10: also <name>_predictions.png, 16 test '
+          'images classified); tensorboard --logdir %s'
           % (os.path.join(args.out, 'RESULTS.md'), args.out, args.out))
     if failed:
         print('run_all.sh: failed: %s' % ', '.join(failed), file=sys.stderr)

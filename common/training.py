@@ -221,17 +221,60 @@ def define_log_dir_flag(default, help_text):
     flags.DEFINE_string('log_dir', default, help_text)
 
 
-def latest_saved_flags(train_dir):
-    """The flags of the newest run saved in train_dir (a dict), and the file; (None, None)
-    when there is none."""
+def latest_saved_run(train_dir):
+    """The newest run record saved in train_dir by save_flags (a dict: 'script', 'argv',
+    'flags', ...), and its file; (None, None) when there is none."""
     paths = sorted(glob.glob(os.path.join(train_dir, 'flags-*.json')))
     for path in reversed(paths):
         try:
             with open(path) as f:
-                return json.load(f)['flags'], path
-        except (OSError, ValueError, KeyError):
+                record = json.load(f)
+            if isinstance(record, dict) and isinstance(record.get('flags'), dict):
+                return record, path
+        except (OSError, ValueError):
             continue
     return None, None
+
+
+def latest_saved_flags(train_dir):
+    """The flags of the newest run saved in train_dir (a dict), and the file; (None, None)
+    when there is none."""
+    record, path = latest_saved_run(train_dir)
+    return (record['flags'], path) if record else (None, None)
+
+
+def take_model_flags(checkpoint_dir, flag_values, names, where=None):
+    """Sets the model flags `names` not given on the command line to the values the trainer
+    saved in checkpoint_dir, saying so in one line (for the scripts that use a trained model:
+    eval.py, predict.py). Raises CheckpointMismatchError for a model flag given with another
+    value than the trainer's. where: how the error names the folder (default
+    '--checkpoint_dir=<checkpoint_dir>')."""
+    saved, path = latest_saved_flags(checkpoint_dir)
+    if saved is None:
+        return
+    where = where or '--checkpoint_dir=%s' % checkpoint_dir
+    taken = []
+    for name in names:
+        if name not in saved:
+            continue
+        if flag_values[name].present and flag_values[name].value != saved[name]:
+            raise CheckpointMismatchError(
+                '--%s=%s, but the checkpoints in %s were trained with --%s=%s (%s)'
+                % (name, flag_values[name].value, where, name, saved[name],
+                   os.path.basename(path)))
+        if not flag_values[name].present:
+            flag_values[name].value = saved[name]
+            taken.append('--%s=%s' % (name, saved[name]))
+    if taken:
+        print('Model flags from the trainer\'s %s: %s' % (path, ' '.join(taken)), flush=True)
+
+
+def checkpoint_global_step(ckpt_path):
+    """The global step a checkpoint was saved at: from its name, else from its variables."""
+    match = re.search(r'-(\d+)$', ckpt_path)
+    if match:
+        return int(match.group(1))
+    return int(tf.train.load_variable(ckpt_path, 'global_step'))
 
 
 def first_line(error):

@@ -1,0 +1,240 @@
+"""Using a trained model: classifying image files, exporting a SavedModel for TensorFlow
+Serving. What cifar10/predict.py and mnist/predict.py share.
+
+    classifier = build_classifier(prepare, logits_fn, class_names, channels)
+    ... restore the checkpoint into a Session ...
+    for path, result, error in classify_files(sess, classifier, paths): ...
+    export_saved_model(sess, classifier, export_dir, global_step)   # export_dir/<step>/
+
+The classifier graph has two entry points, both batches: `image_bytes` (string [n], encoded
+PNG / JPEG / BMP / GIF / WebP files, decoded in the graph, so that a client can post a file as
+is) and `images` (uint8 [n, height, width, channels]). Each defaults to an empty batch, and the
+model runs once on the two batches one after the other: a request through either signature
+runs the model on its own images only, with one copy of the weights. Both give the same
+outputs: `classes` (int32 [n, k], the top k class ids, most probable first), `class_names`
+(string [n, k]), `probabilities` (float32 [n, k], theirs) and `all_probabilities` (float32
+[n, number of classes], in class-id order).
+"""
+
+import collections
+import os
+import shutil
+import sys
+import tempfile
+
+import tensorflow as tf
+
+from common import data
+from common import training
+
+TOP_K = 3
+IMAGE_FORMATS = 'a PNG, JPEG, BMP, GIF or WebP image'
+
+# The SavedModel's signatures: TensorFlow Serving answers 'serving_default' when a request
+# names none.
+SIGNATURE_BYTES = 'serving_default'
+SIGNATURE_IMAGES = 'predict_images'
+
+Classifier = collections.namedtuple(
+    'Classifier', 'image_bytes images classes class_names probabilities all_probabilities')
+
+
+def decode_rgb(contents):
+    """An encoded image (string []) as uint8 RGB [h, w, 3]: grayscale replicated, palette
+    looked up, an alpha channel dropped (as PIL's convert('RGB')), 16-bit scaled to 8; a GIF's
+    first frame. Not an image: tf.errors.InvalidArgumentError when run."""
+    return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+
+
+def decode_and_prepare(image_bytes, decode, prepare):
+    """Each encoded image of image_bytes (string [n]) decoded (decode: string [] -> uint8
+    [h, w, channels]) and passed through prepare (uint8 [1, h, w, channels] -> float32
+    [1, ...]), one at a time since their sizes differ. Returns float32 [n, ...]."""
+    return tf.map_fn(lambda contents: prepare(decode(contents)[tf.newaxis])[0], image_bytes,
+                     fn_output_signature=tf.float32)
+
+
+def build_classifier(prepare, logits_fn, class_names, channels=3, decode=decode_rgb,
+                     top_k=TOP_K):
+    """Builds the classifier graph in the default graph (see the module docstring).
+
+    prepare: uint8 [n, h, w, channels] -> the model's input batch, float32 [n, ...].
+    logits_fn: the model, input batch -> logits [n, len(class_names)]; it creates the model's
+      variables, to be restored from a checkpoint.
+    decode: an encoded image (string []) -> uint8 [h, w, channels].
+    Returns a Classifier of tensors.
+    """
+    image_bytes = tf.compat.v1.placeholder_with_default(
+        tf.zeros([0], tf.string), [None], name='image_bytes')
+    images = tf.compat.v1.placeholder_with_default(
+        tf.zeros([0, 1, 1, channels], tf.uint8), [None, None, None, channels], name='images')
+    prepared = tf.concat([decode_and_prepare(image_bytes, decode, prepare), prepare(images)],
+                         axis=0)
+    all_probabilities = tf.nn.softmax(logits_fn(prepared), name='all_probabilities')
+    top_k = min(top_k, len(class_names))
+    probabilities, classes = tf.math.top_k(all_probabilities, top_k)
+    names = tf.gather(tf.constant(list(class_names)), classes)
+    return Classifier(image_bytes, images, tf.identity(classes, name='classes'),
+                      tf.identity(names, name='class_names'),
+                      tf.identity(probabilities, name='probabilities'), all_probabilities)
+
+
+def read_class_names(path):
+    """The class names of a text file, one a line (CIFAR-10's batches.meta.txt); blank lines
+    are left out."""
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def classify_files(sess, classifier, paths):
+    """Classifies each file on its own, so that a bad file fails alone.
+
+    Yields (path, result, error) per file: result a dict of numpy arrays (classes,
+    class_names, probabilities of the top k; all_probabilities) and error None, or result
+    None and error one line saying what is wrong with the file and what was expected.
+    """
+    fetches = {'classes': classifier.classes, 'class_names': classifier.class_names,
+               'probabilities': classifier.probabilities,
+               'all_probabilities': classifier.all_probabilities}
+    for path in paths:
+        try:
+            with open(path, 'rb') as f:
+                contents = f.read()
+        except OSError as e:
+            yield path, None, '%s: cannot be read (%s); expected %s' % (
+                path, e.strerror or e, IMAGE_FORMATS)
+            continue
+        try:
+            out = sess.run(fetches, {classifier.image_bytes: [contents]})
+        except tf.errors.OpError as e:
+            yield path, None, '%s: not an image TensorFlow can decode (%s); expected %s' % (
+                path, _decode_error(e), IMAGE_FORMATS)
+            continue
+        yield path, {k: v[0] for k, v in out.items()}, None
+
+
+def _decode_error(error):
+    """The decoder's own words from a TensorFlow error (its message minus the node names)."""
+    for line in str(error).splitlines():
+        line = line.strip()
+        if line and not line.startswith('Graph execution error'):
+            # 'Detected at node ...' and '[[{{node ...}}]]' follow the decoder's message
+            return line.split(' [[')[0].split('\t')[0].rstrip('. ') or type(error).__name__
+    return type(error).__name__
+
+
+def format_result(path, result, digits=6):
+    """One line: the file, then the top k classes with their probabilities, most probable
+    first: 'cat.png: cat 0.612345, dog 0.201234, frog 0.087012'."""
+    return '%s: %s' % (path, ', '.join(
+        '%s %.*f' % (name.decode() if isinstance(name, bytes) else name, digits, p)
+        for name, p in zip(result['class_names'], result['probabilities'])))
+
+
+class ExportError(Exception):
+    """The export folder cannot take this version: reported in one line."""
+
+
+def export_saved_model(sess, classifier, export_dir, version):
+    """Writes the graph and the variables' values in sess as a SavedModel in TensorFlow
+    Serving's layout, export_dir/<version>/ (saved_model.pb, variables/), tag 'serve', with
+    two signatures: 'serving_default' (image_bytes) and 'predict_images' (images).
+
+    The version is written in a temporary folder beside it and renamed into place, so that a
+    model server watching export_dir never loads half a model. An existing version is never
+    overwritten (ExportError). Returns the version's path.
+    """
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise ExportError('%s already exists (TensorFlow Serving never reloads a version: '
+                          'remove it, or give another --export_dir)' % final)
+    outputs = {'classes': classifier.classes, 'class_names': classifier.class_names,
+               'probabilities': classifier.probabilities,
+               'all_probabilities': classifier.all_probabilities}
+    signatures = {
+        SIGNATURE_BYTES: tf.compat.v1.saved_model.predict_signature_def(
+            {'image_bytes': classifier.image_bytes}, outputs),
+        SIGNATURE_IMAGES: tf.compat.v1.saved_model.predict_signature_def(
+            {'images': classifier.images}, outputs),
+    }
+    try:
+        os.makedirs(export_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=export_dir, prefix='.tmp-%s-' % version)
+    except OSError as e:
+        raise ExportError('cannot write in --export_dir=%s (%s)' % (export_dir, e)) from None
+    try:
+        builder = tf.compat.v1.saved_model.Builder(os.path.join(staging, 'model'))
+        builder.add_meta_graph_and_variables(
+            sess, [tf.saved_model.SERVING], signature_def_map=signatures, clear_devices=True,
+            strip_default_attrs=True)
+        builder.save()
+        os.rename(os.path.join(staging, 'model'), final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+# ---------------------------------------------------------------------------------------------
+# The checkpoint, and the scripts' main
+# ---------------------------------------------------------------------------------------------
+
+def checkpoint_to_use(checkpoint, checkpoint_dir, dir_flag, expected):
+    """The checkpoint to restore: `checkpoint` (the --checkpoint flag) when given, else the
+    latest in checkpoint_dir (named --<dir_flag> in errors). expected: what the folder should
+    hold, for the error. Raises training.CheckpointMismatchError when there is none."""
+    if checkpoint:
+        if not tf.io.gfile.exists(checkpoint + '.index'):
+            raise training.CheckpointMismatchError(
+                '--checkpoint=%s: no such checkpoint (expected the path of a checkpoint without '
+                'its .index or .data suffix, e.g. %s/model.ckpt-1000)'
+                % (checkpoint, checkpoint_dir.rstrip('/')))
+        return checkpoint
+    latest = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+    if latest is None or not tf.io.gfile.exists(latest + '.index'):
+        raise training.CheckpointMismatchError(
+            'no checkpoint in --%s=%s (expected the model.ckpt-N files of %s)'
+            % (dir_flag, checkpoint_dir, expected))
+    return latest
+
+
+def restore(sess, ckpt_path, variables, model_name, hint=''):
+    """Restores variables (a dict: name in the checkpoint -> variable) from ckpt_path. Raises
+    training.CheckpointMismatchError, in one line, for a checkpoint of another model or one
+    that cannot be read."""
+    training.check_checkpoint(ckpt_path, variables, model_name, hint)
+    try:
+        tf.compat.v1.train.Saver(variables).restore(sess, ckpt_path)
+    except (tf.errors.OpError, ValueError) as e:
+        raise training.CheckpointMismatchError('the checkpoint %s cannot be restored into %s '
+                                               '(%s)%s' % (ckpt_path, model_name,
+                                                           training.first_line(e), hint)) from None
+
+
+def report(results):
+    """Prints each file's line (errors on stderr, 'error: ...'); returns how many failed."""
+    failed = 0
+    for path, result, error in results:
+        if error:
+            print('error: %s' % error, file=sys.stderr, flush=True)
+            failed += 1
+        else:
+            print(format_result(path, result), flush=True)
+    return failed
+
+
+def main_for(predict_fn):
+    """A predict script's absl main around predict_fn(paths), which returns how many files
+    failed: one line on stderr and exit status 1, not a traceback, for missing data, no
+    checkpoint or another model's, an export folder that cannot take the version; exit
+    status 1 after the other files when any file failed."""
+    def main(argv):
+        try:
+            failed = predict_fn(argv[1:])
+        except (data.DataError, training.CheckpointMismatchError, ExportError) as e:
+            sys.exit('error: %s' % e)
+        except KeyboardInterrupt:
+            sys.exit('Interrupted.')
+        if failed:
+            sys.exit(1)
+    return main
+

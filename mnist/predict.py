@@ -1,0 +1,180 @@
+"""Classify your own digits with a model the MNIST scripts trained; export it for TF Serving.
+
+    python mnist/predict.py digit.png                        # cnn_mnist's /tmp/mnist_convnet_model
+    python mnist/predict.py --model_dir=/tmp/mnist_deep_cnn seven.jpg
+    python mnist/predict.py --model_dir=/tmp/tensorflow/mnist/logs/mnist_with_summaries two.png
+    python mnist/predict.py --invert drawing.png              # a dark digit on a light background
+    python mnist/predict.py --export_dir=/tmp/mnist_serving   # -> /tmp/mnist_serving/<step>/
+
+--model_dir is cnn_mnist's --model_dir or deep_cnn's and mnist_with_summaries' --log_dir: the
+model is the one that script trained, found from the flags it saved there (their 'script'),
+else from the checkpoint's variable names. Each file gets one line: the three most probable
+digits, most probable first, with their probabilities:
+
+    digit.png: 7 0.981234, 1 0.010021, 9 0.003102
+
+What is done to an image, so that the model sees it as MNIST stores its digits (a white digit
+on black, 28x28, 8-bit grayscale):
+  1. decoded (PNG, JPEG, BMP, GIF or WebP, any size) to 8-bit RGB (an alpha channel dropped),
+     then to grayscale (0.2989 R + 0.587 G + 0.114 B, rounded);
+  2. with --invert, 255 - value: for a dark digit drawn on a light background;
+  3. padded with black to a centred square (the aspect ratio is kept and nothing is cut off)
+     and resized to 28x28 (bilinear, antialiased), rounded to 8 bits; scaled to [0, 1] as the
+     scripts feed MNIST. MNIST's digits fill about the centre 20x20 of the 28x28: a digit that
+     fills its whole image looks larger to the model than those it learnt from.
+--export_dir writes a SavedModel (TensorFlow Serving's layout: <export_dir>/<global step>/)
+whose 'serving_default' signature takes encoded image files (a batch of strings) and
+'predict_images' a uint8 batch [n, height, width, 1]; both do the steps above (--invert
+included when given) and return the top 3 `classes`, `class_names`, `probabilities` and
+`all_probabilities` (see common/serving.py).
+A file that is not an image, or cannot be read: one line on stderr naming it, the other files
+are still classified, exit status 1 at the end. No checkpoint, or one that is not of the MNIST
+scripts' models: one line, exit status 1.
+"""
+
+import collections
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+import tensorflow as tf
+
+from common import serving
+from common import training
+from mnist import cnn_mnist
+from mnist import deep_cnn
+from mnist import mnist_with_summaries
+
+FLAGS = flags.FLAGS
+
+MNIST_SIDE = 28
+CLASS_NAMES = [str(digit) for digit in range(10)]
+
+
+def _summaries_logits(images):
+    # mnist_with_summaries' two layers; its dropout keeps everything at test time.
+    hidden1 = mnist_with_summaries.nn_layer(images, 784, 500, 'layer1')
+    return mnist_with_summaries.nn_layer(hidden1, 500, 10, 'layer2', act=tf.identity)
+
+
+# The scripts that keep checkpoints, by the name save_flags records, and their networks at test
+# time: images float32 [n, 784] in [0, 1] -> logits [n, 10].
+MODELS = collections.OrderedDict([
+    ('cnn_mnist.py', lambda images: cnn_mnist.cnn_model(images, tf.constant(False))),
+    ('deep_cnn.py', lambda images: deep_cnn.deep_cnn(images, tf.constant(1.0))),
+    ('mnist_with_summaries.py', _summaries_logits),
+])
+
+
+def define_flags():
+    flags.DEFINE_string('model_dir', '/tmp/mnist_convnet_model',
+                        'The folder of the checkpoints: cnn_mnist\'s --model_dir, or deep_cnn\'s '
+                        'or mnist_with_summaries\' --log_dir. Its latest checkpoint is used.')
+    flags.DEFINE_string('checkpoint', None,
+                        'One checkpoint to use instead of the latest, e.g. '
+                        '/tmp/mnist_convnet_model/model.ckpt-20000.')
+    flags.DEFINE_boolean('invert', False,
+                         'Invert the images (255 - value): for a dark digit on a light '
+                         'background. MNIST stores white digits on black.')
+    flags.DEFINE_string('export_dir', None,
+                        'Also write the model as a SavedModel for TensorFlow Serving, in '
+                        '<export_dir>/<global step>/.')
+
+
+def decode_gray(contents):
+    """An encoded image as uint8 grayscale [h, w, 1], whatever its format or colour mode
+    (module docstring, step 1)."""
+    rgb = serving.decode_rgb(contents)
+    gray = tf.image.rgb_to_grayscale(tf.cast(rgb, tf.float32))
+    return tf.cast(tf.clip_by_value(tf.round(gray), 0, 255), tf.uint8)
+
+
+def prepare_digits(images, invert=False):
+    """Grayscale images of any size as the scripts feed MNIST (module docstring, steps 2 and
+    3). uint8 [n, height, width, 1] -> float32 [n, 784] in [0, 1]."""
+    if invert:
+        images = 255 - images
+    shape = tf.shape(images)
+    height, width = shape[1], shape[2]
+    side = tf.maximum(height, width)
+    square = tf.image.pad_to_bounding_box(images, (side - height) // 2, (side - width) // 2,
+                                          side, side)
+    # A 28x28 image comes out unchanged (the resize is then exact).
+    resized = tf.image.resize(square, [MNIST_SIDE, MNIST_SIDE], antialias=True)
+    mnist_like = tf.clip_by_value(tf.round(resized), 0, 255)
+    return tf.reshape(mnist_like / 255.0, [-1, MNIST_SIDE * MNIST_SIDE])
+
+
+def build_classifier(script, invert=False):
+    """The classifier graph (common/serving.py) around the network `script` trained. Returns
+    the Classifier and its variables by name."""
+    classifier = serving.build_classifier(lambda images: prepare_digits(images, invert),
+                                          MODELS[script], CLASS_NAMES, channels=1,
+                                          decode=decode_gray)
+    return classifier, {v.op.name: v for v in tf.compat.v1.global_variables()}
+
+
+def _variable_names(script):
+    with tf.Graph().as_default():
+        MODELS[script](tf.zeros([1, MNIST_SIDE * MNIST_SIDE]))
+        return {v.op.name for v in tf.compat.v1.global_variables()}
+
+
+def detect_model(ckpt_path):
+    """Which script trained the checkpoint: the 'script' of the newest flags file in its folder,
+    else the model all of whose variables the checkpoint holds. Returns (script, how it was
+    found). Raises training.CheckpointMismatchError when it is none of MODELS."""
+    folder = os.path.dirname(ckpt_path)
+    record, path = training.latest_saved_run(folder)
+    if record is not None and record.get('script'):
+        if record['script'] not in MODELS:
+            raise training.CheckpointMismatchError(
+                'the checkpoints in %s were written by %s (%s); expected those of %s'
+                % (folder, record['script'], os.path.basename(path), ', '.join(MODELS)))
+        return record['script'], 'from %s' % path
+    try:
+        names = set(tf.train.load_checkpoint(ckpt_path).get_variable_to_shape_map())
+    except (tf.errors.OpError, ValueError) as e:
+        raise training.CheckpointMismatchError('the checkpoint %s cannot be read (%s)'
+                                               % (ckpt_path, training.first_line(e))) from None
+    for script in MODELS:
+        if _variable_names(script) <= names:
+            return script, 'from the checkpoint\'s variable names'
+    raise training.CheckpointMismatchError(
+        'the checkpoint %s holds none of the models of %s (no flags-*.json beside it, and its '
+        'variables are not theirs)' % (ckpt_path, ', '.join(MODELS)))
+
+
+def predict(paths):
+    """Classifies the files (one line each), then exports when asked. Returns how many files
+    failed."""
+    if not paths and not FLAGS.export_dir:
+        sys.exit('error: nothing to do: give image files to classify, or --export_dir (see '
+                 '--help)')
+    logging.set_verbosity(logging.ERROR)  # TensorFlow's INFO and deprecation lines: ours say it
+    ckpt_path = serving.checkpoint_to_use(FLAGS.checkpoint, FLAGS.model_dir, 'model_dir',
+                                          ', '.join(MODELS))
+    script, found = detect_model(ckpt_path)
+    step = training.checkpoint_global_step(ckpt_path)
+    with tf.Graph().as_default():
+        classifier, variables = build_classifier(script, FLAGS.invert)
+        with tf.compat.v1.Session() as sess:
+            serving.restore(sess, ckpt_path, variables, 'the model of %s' % script)
+            print('Classifying with %s (global step %d): the model of %s (%s)%s'
+                  % (ckpt_path, step, script, found, ', images inverted' if FLAGS.invert else ''),
+                  flush=True)
+            failed = serving.report(serving.classify_files(sess, classifier, paths))
+            if FLAGS.export_dir:
+                exported = serving.export_saved_model(sess, classifier, FLAGS.export_dir, step)
+                print('Exported a SavedModel to %s (signatures %s, %s)'
+                      % (exported, serving.SIGNATURE_BYTES, serving.SIGNATURE_IMAGES),
+                      flush=True)
+    return failed
+
+
+if __name__ == '__main__':
+    define_flags()
+    app.run(serving.main_for(predict))
