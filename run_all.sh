@@ -35,11 +35,8 @@ ensure_venv() {
   echo "$want" >"$stamp"
 }
 
-choose_data() {
-  if [ -z "${TF_CLASSICS_DATA:-}" ] && [ -d ../shared/data ]; then
-    TF_CLASSICS_DATA=$(cd ../shared/data && pwd)
-  fi
-  TF_CLASSICS_DATA=${TF_CLASSICS_DATA:-$ROOT/data}
+choose_data() {  # common/data.py's data_root() decides
+  TF_CLASSICS_DATA=$(.venv/bin/python -c 'from common.data import data_root; print(data_root())')
   mkdir -p "$TF_CLASSICS_DATA" 2>/dev/null || true
   [ -d "$TF_CLASSICS_DATA" ] || die "TF_CLASSICS_DATA=$TF_CLASSICS_DATA is not a folder"
   export TF_CLASSICS_DATA

@@ -20,11 +20,9 @@ missing one is reported and left out.
 """
 
 import datetime
-import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +31,8 @@ import tempfile
 from absl import flags
 
 import bench
+from common import data
+from common import provenance
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,29 +117,9 @@ def _available(way):
     return module is None or importlib.util.find_spec(module) is not None
 
 
-def _versions():
-    out = {'python': platform.python_version()}
-    for name, distributions in [('tensorflow', ['tensorflow-cpu', 'tensorflow']),
-                                ('keras', ['keras']), ('torch', ['torch']), ('numpy', ['numpy'])]:
-        out[name] = None
-        for distribution in distributions:
-            try:
-                out[name] = importlib.metadata.version(distribution)
-                break
-            except importlib.metadata.PackageNotFoundError:
-                pass
-    return out
-
-
 def _cpu():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return '%s, %d cores' % (line.split(':', 1)[1].strip(), os.cpu_count())
-    except OSError:
-        pass
-    return '%s, %d cores' % (platform.processor() or platform.machine(), os.cpu_count())
+    facts = provenance.hardware_facts()
+    return '%s, %d cores (%s)' % (facts['cpu'], facts['cores'], ' '.join(facts['cpu_flags']))
 
 
 def measure(model, ways, workdir, env, log=print):
@@ -179,17 +159,13 @@ def _ratio(a, b):
 def main(argv):
     del argv
     env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
-    shared = os.path.join(REPO, '..', 'shared', 'data')
-    if FLAGS.data_dir:
-        env['TF_CLASSICS_DATA'] = os.path.abspath(FLAGS.data_dir)
-    elif 'TF_CLASSICS_DATA' not in env and os.path.isdir(shared):
-        env['TF_CLASSICS_DATA'] = os.path.abspath(shared)  # as run_all.sh chooses
+    env['TF_CLASSICS_DATA'] = os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else data.data_root()
     ways = [w for w in FLAGS.ways if _available(w)]
     missing = [w for w in FLAGS.ways if w not in ways]
     workdir = tempfile.mkdtemp(prefix='tf-classics-bench-')
     started = datetime.datetime.now()
     print('Benchmark, %s: %s; %s' % (started.strftime('%Y-%m-%d %H:%M'), _cpu(), ', '.join(
-        '%s %s' % kv for kv in _versions().items() if kv[1])), flush=True)
+        '%s %s' % kv for kv in provenance.versions().items() if kv[1])), flush=True)
     if missing:
         print('Not installed, left out: %s (pip install -e \'.[bench]\'; pip install '
               'torch==2.13.0)' % ', '.join(missing), flush=True)
@@ -245,7 +221,7 @@ def main(argv):
             json.dump(rows + [{'model': 'matmul_peak', 'gflops': gflops,
                                'by_framework': {f: _median(r) for f, r in peak_runs.items()},
                                'windows': peak_runs,
-                               'cpu': _cpu(), 'versions': _versions(),
+                               'cpu': _cpu(), 'versions': provenance.versions(),
                                'date': started.isoformat(timespec='seconds')}], f, indent=1)
         print('Wrote %s' % FLAGS.json)
 

@@ -25,7 +25,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from common import data
-from common import report
+from common import provenance
 from common import serving
 
 FLAGS = flags.FLAGS
@@ -54,17 +54,17 @@ def version_dir(path):
     return os.path.join(path, str(max(versions)))
 
 
-def test_images(channels, count):
+def test_images(channels, count, root):
     """The first `count` test images of the data set a model with `channels` channels was
-    trained on: CIFAR-10 (3) or MNIST (1), uint8 [count, h, w, channels]."""
-    root = FLAGS.data_dir or os.environ.get(data.DATA_ENV)
+    trained on: CIFAR-10 (3) or MNIST (1), from the folder `root` holding cifar10/ and mnist/;
+    uint8 [count, h, w, channels]."""
     if channels == 3:
-        folder = os.path.join(root, 'cifar10') if root else '/tmp/cifar10_data'
-        batches = data.maybe_download_and_extract_cifar10(folder, verify_checksum=False)
+        batches = data.maybe_download_and_extract_cifar10(os.path.join(root, 'cifar10'),
+                                                          verify_checksum=False)
         images, _ = data.read_cifar10_numpy(data.cifar10_test_files(batches))
         return images[:count]
-    folder = os.path.join(root, 'mnist') if root else '/tmp/mnist_data'
-    return data.load_mnist(folder, verify_checksum=False).test_images[:count, :, :, np.newaxis]
+    return data.load_mnist(os.path.join(root, 'mnist'),
+                           verify_checksum=False).test_images[:count, :, :, np.newaxis]
 
 
 def timed(run, seconds):
@@ -90,7 +90,7 @@ def serving_signatures(path):
     sys.exit('error: %s has no graph tagged serve' % path)
 
 
-def measure(path, log=print):
+def measure(path, root, rounds, seconds, warmup_seconds, log=print):
     """Times both signatures of the SavedModel at path at each of BATCHES. Returns rows
     (signature, input, batch, images per second), in the order printed."""
     path = version_dir(path)
@@ -99,7 +99,7 @@ def measure(path, log=print):
     bytes_input = signatures[serving.SIGNATURE_BYTES].inputs['image_bytes']
     output = signatures[serving.SIGNATURE_BYTES].outputs['all_probabilities']
     channels = images_input.tensor_shape.dim[-1].size
-    images = test_images(channels, max(BATCHES))
+    images = test_images(channels, max(BATCHES), root)
     encoded = np.array([tf.io.encode_png(image).numpy() for image in images], dtype=object)
     cases = []
     for batch in BATCHES:
@@ -112,11 +112,11 @@ def measure(path, log=print):
         def runner(feed):
             return lambda: sess.run(output.name, feed)
         for _, _, _, feed in cases:
-            timed(runner(feed), FLAGS.warmup_seconds)
+            timed(runner(feed), warmup_seconds)
         rates = [[] for _ in cases]
-        for _ in range(FLAGS.rounds):
+        for _ in range(rounds):
             for i, (_, _, batch, feed) in enumerate(cases):
-                rates[i].append(batch * timed(runner(feed), FLAGS.seconds))
+                rates[i].append(batch * timed(runner(feed), seconds))
     return [(name, kind, batch, statistics.median(r))
             for (name, kind, batch, _), r in zip(cases, rates)]
 
@@ -133,8 +133,9 @@ def table(rows):
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError('give one SavedModel folder (or the --export_dir of predict.py)')
-    rows = measure(argv[1])
-    facts = report.hardware_facts()
+    rows = measure(argv[1], os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else data.data_root(),
+                   FLAGS.rounds, FLAGS.seconds, FLAGS.warmup_seconds)
+    facts = provenance.hardware_facts()
     print('%s; TensorFlow %s; median of %d windows of %g s' % (
         facts['hardware'], tf.__version__, FLAGS.rounds, FLAGS.seconds))
     print(table(rows))

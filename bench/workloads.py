@@ -12,6 +12,8 @@ ways, for each model:
   queue / dataset   (CIFAR-10 only) the input pipeline alone, dequeuing batches as fast as it can.
 """
 
+import dataclasses
+
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -154,38 +156,41 @@ def mlp(variant, workdir):
 # --- CIFAR-10 --------------------------------------------------------------------------------
 
 def cifar10(variant, workdir):
-    from cifar10 import multi_gpu_train as script
-    from cifar10 import train as single
-    from common import training
-    _parse_script_flags(script.define_flags, '--train_dir=%s' % workdir)
-    devices, config = training.tower_devices(FLAGS.num_gpus)
-    examples = FLAGS.batch_size * FLAGS.num_gpus
+    from cifar10 import inputs
+    from cifar10 import towers
+    from cifar10 import trainer
+    from common import data
+    config = dataclasses.replace(
+        trainer.DEFAULTS, train_dir=workdir,
+        data_dir=data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
+    devices, session = trainer.session_config(config, multi_tower=True)
+    examples = config.batch_size * config.num_gpus
     if variant == 'ours_fed':
         rng = np.random.RandomState(0)
         images = rng.standard_normal([examples, 24, 24, 3]).astype(np.float32)
         labels = rng.randint(0, 10, examples).astype(np.int32)
 
-        def build(inputs):
+        def build(inputs_):
             global_step = tf.compat.v1.train.get_or_create_global_step()
-            tower_inputs = list(zip(tf.split(inputs[0], len(devices)),
-                                    tf.split(inputs[1], len(devices))))
-            train_op, _, _ = script.build_towers(tower_inputs, devices, global_step,
-                                                 use_fp16=FLAGS.use_fp16, conv21=FLAGS.conv21,
-                                                 **single.hparams())
+            tower_inputs = list(zip(tf.split(inputs_[0], len(devices)),
+                                    tf.split(inputs_[1], len(devices))))
+            train_op, _, _ = towers.build_towers(tower_inputs, devices, global_step,
+                                                 config.hparams(), config.use_fp16,
+                                                 config.conv21)
             return train_op, None
-        return _fed(build, images, labels, config)
-    batches_dir = single.cifar10_data_dir()
+        return _fed(build, images, labels, session)
+    batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     if variant == 'ours':
-        train_op, losses, summary_op = script.build_training_graph(batches_dir, devices)
-        sess, close = _entered(single.training_session(losses[-1], config, FLAGS.num_gpus,
-                                                       summary_op, tower_losses=losses))
+        train_op, losses, summary_op = towers.build_training_graph(config, batches_dir, devices)
+        sess, close = _entered(trainer.training_session(config, losses[-1], session, len(losses),
+                                                        summary_op, tower_losses=losses))
         return Workload(examples, lambda: sess.run(train_op), None, close)
     # The input pipeline alone, as --input_pipeline=queue|dataset builds it.
-    FLAGS.input_pipeline = variant
-    images, labels = single.training_inputs(batches_dir)
+    images, labels = inputs.training_batches(batches_dir, config.batch_size,
+                                             config.min_fraction_of_examples_in_queue, variant)
     batch = tf.group(images, labels)
     sess, close = _entered(tf.compat.v1.train.MonitoredSession())
-    return Workload(FLAGS.batch_size, lambda: sess.run(batch), None, close)
+    return Workload(config.batch_size, lambda: sess.run(batch), None, close)
 
 
 BUILDERS = {'cnn_mnist': cnn_mnist, 'mnist_with_summaries': mnist_with_summaries,

@@ -12,10 +12,10 @@ trainer's saved flags in --checkpoint_dir (one line says so); given and differen
 a checkpoint of another model: one line naming the flag or file, exit status 1.
 """
 
+import dataclasses
 import datetime
 import math
 import os
-import sys
 import time
 
 from absl import app
@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from cifar10 import inputs
 from cifar10 import model
-from cifar10 import train as single
+from cifar10 import trainer
 from common import data
 from common import training
 
@@ -36,17 +36,44 @@ EVAL_FILES = {'test': data.cifar10_test_files, 'train_eval': data.cifar10_train_
 EVAL_RECORDS = {'test': 10000, 'train_eval': 50000}
 
 
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """An evaluator: one field per flag (the original's names and defaults)."""
+    eval_dir: str = '/tmp/cifar10_eval'
+    eval_data: str = 'test'
+    checkpoint_dir: str = '/tmp/cifar10_train'
+    eval_interval_secs: int = 60 * 5
+    num_examples: int = 10000
+    run_once: bool = False
+    batch_size: int = trainer.DEFAULTS.batch_size
+    data_dir: str = trainer.DEFAULTS.data_dir
+    use_fp16: bool = False
+    conv21: bool = False
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        """The Config of the parsed flags (--data_dir resolved as for the trainers)."""
+        values = {f.name: flag_values[f.name].value for f in dataclasses.fields(cls)
+                  if f.name != 'data_dir'}
+        return cls(data_dir=data.resolve_data_dir('cifar10', flag_values.data_dir,
+                                                  flag_values['data_dir'].present), **values)
+
+
+DEFAULTS = Config()
+
+
 def define_flags():
-    single.define_model_flags()
-    flags.DEFINE_string('eval_dir', '/tmp/cifar10_eval', 'Directory where to write event logs.')
-    flags.DEFINE_enum('eval_data', 'test', ['test', 'train_eval'],
+    trainer.define_model_flags()
+    flags.DEFINE_string('eval_dir', DEFAULTS.eval_dir, 'Directory where to write event logs.')
+    flags.DEFINE_enum('eval_data', DEFAULTS.eval_data, ['test', 'train_eval'],
                       "Either 'test' or 'train_eval'.")
-    flags.DEFINE_string('checkpoint_dir', '/tmp/cifar10_train',
+    flags.DEFINE_string('checkpoint_dir', DEFAULTS.checkpoint_dir,
                         'Directory where to read model checkpoints.')
-    flags.DEFINE_integer('eval_interval_secs', 60 * 5, 'How often to run the eval.',
+    flags.DEFINE_integer('eval_interval_secs', DEFAULTS.eval_interval_secs,
+                         'How often to run the eval.', lower_bound=1)
+    flags.DEFINE_integer('num_examples', DEFAULTS.num_examples, 'Number of examples to run.',
                          lower_bound=1)
-    flags.DEFINE_integer('num_examples', 10000, 'Number of examples to run.', lower_bound=1)
-    flags.DEFINE_boolean('run_once', False, 'Whether to run eval only once.')
+    flags.DEFINE_boolean('run_once', DEFAULTS.run_once, 'Whether to run eval only once.')
 
 
 def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_examples, batch_size,
@@ -94,77 +121,79 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
     return precision
 
 
-def take_model_flags(checkpoint_dir):
-    """Sets the model flags not given on the command line to the trainer's, from the flags it
-    saved in checkpoint_dir (saying so in one line). Raises CheckpointMismatchError for a model
-    flag given with another value than the trainer's."""
-    training.take_model_flags(checkpoint_dir, FLAGS, single.MODEL_FLAGS)
+def take_model_flags(config, given):
+    """config with the model flags not given on the command line (`given`: their names) set
+    to the trainer's, from the flags it saved in checkpoint_dir (saying so in one line).
+    Raises CheckpointMismatchError for a model flag given with another value than the
+    trainer's."""
+    values = training.take_model_flags(
+        config.checkpoint_dir, {name: getattr(config, name) for name in trainer.MODEL_FLAGS},
+        given)
+    return dataclasses.replace(config, **values)
 
 
-def wait_for_checkpoint():
-    """The latest checkpoint in --checkpoint_dir, waiting for the first one (saying so once)
-    unless --run_once."""
+def wait_for_checkpoint(config):
+    """The latest checkpoint in checkpoint_dir, waiting for the first one (saying so once)
+    unless run_once."""
     said_waiting = False
     while True:
-        ckpt_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
+        ckpt_path = tf.train.latest_checkpoint(config.checkpoint_dir)
         if ckpt_path is not None:
             return ckpt_path
-        if FLAGS.run_once:
-            sys.exit('error: no checkpoint in --checkpoint_dir=%s' % FLAGS.checkpoint_dir)
+        if config.run_once:
+            raise data.DataError('no checkpoint in --checkpoint_dir=%s' % config.checkpoint_dir)
         if not said_waiting:
             print('%s: no checkpoint in %s yet; waiting (checking every %d s)'
-                  % (datetime.datetime.now(), FLAGS.checkpoint_dir, FLAGS.eval_interval_secs),
+                  % (datetime.datetime.now(), config.checkpoint_dir, config.eval_interval_secs),
                   flush=True)
             said_waiting = True
-        time.sleep(FLAGS.eval_interval_secs)
+        time.sleep(config.eval_interval_secs)
 
 
-def evaluate():
-    """Waits for the first checkpoint, builds the eval graph for its model, then evaluates
-    each new checkpoint until stopped."""
-    if FLAGS.num_examples > EVAL_RECORDS[FLAGS.eval_data]:
-        sys.exit('error: --num_examples=%d is more than the %d examples of --eval_data=%s'
-                 % (FLAGS.num_examples, EVAL_RECORDS[FLAGS.eval_data], FLAGS.eval_data))
-    batches_dir = single.cifar10_data_dir()
-    ckpt_path = wait_for_checkpoint()
-    take_model_flags(FLAGS.checkpoint_dir)
-    config = tf.compat.v1.ConfigProto()
-    config.gpu_options.allow_growth = True  # leave the card's memory to the trainer beside us
+def evaluate(config, given=()):
+    """Waits for the first checkpoint, builds the eval graph for its model (the model flags
+    not in `given` taken from the trainer's), then evaluates each new checkpoint until
+    stopped (or once, with run_once)."""
+    if config.num_examples > EVAL_RECORDS[config.eval_data]:
+        raise data.DataError('--num_examples=%d is more than the %d examples of --eval_data=%s'
+                             % (config.num_examples, EVAL_RECORDS[config.eval_data],
+                                config.eval_data))
+    batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
+    ckpt_path = wait_for_checkpoint(config)
+    config = take_model_flags(config, given)
+    session = tf.compat.v1.ConfigProto()
+    session.gpu_options.allow_growth = True  # leave the card's memory to the trainer beside us
     with tf.Graph().as_default() as g:
-        images, labels = inputs.inputs(EVAL_FILES[FLAGS.eval_data](batches_dir), FLAGS.batch_size,
-                                       EVAL_RECORDS[FLAGS.eval_data])
-        logits = model.inference(images, FLAGS.use_fp16, FLAGS.conv21)
+        images, labels = inputs.inputs(EVAL_FILES[config.eval_data](batches_dir),
+                                       config.batch_size, EVAL_RECORDS[config.eval_data])
+        logits = model.inference(images, config.use_fp16, config.conv21)
         top_k_op = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
         variables = model.variables_to_restore()
         saver = tf.compat.v1.train.Saver(variables)
         summary_op = tf.compat.v1.summary.merge_all()
-        os.makedirs(FLAGS.eval_dir, exist_ok=True)
-        summary_writer = tf.compat.v1.summary.FileWriter(FLAGS.eval_dir, g)
+        os.makedirs(config.eval_dir, exist_ok=True)
+        summary_writer = tf.compat.v1.summary.FileWriter(config.eval_dir, g)
         last_evaluated = None
         try:
             while True:
                 if ckpt_path != last_evaluated:
                     eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path,
-                              FLAGS.num_examples, FLAGS.batch_size, config, variables)
+                              config.num_examples, config.batch_size, session, variables)
                     last_evaluated = ckpt_path
-                if FLAGS.run_once:
+                if config.run_once:
                     break
-                time.sleep(FLAGS.eval_interval_secs)
-                ckpt_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir) or last_evaluated
+                time.sleep(config.eval_interval_secs)
+                ckpt_path = tf.train.latest_checkpoint(config.checkpoint_dir) or last_evaluated
         finally:
             summary_writer.close()
 
 
 def main(argv):
     del argv
-    try:
-        evaluate()
-    except (data.DataError, training.CheckpointMismatchError) as e:
-        sys.exit('error: %s' % e)
-    except KeyboardInterrupt:
-        print('Interrupted: evaluator stopped.', file=sys.stderr)
+    evaluate(Config.from_flags(FLAGS),
+             given={name for name in trainer.MODEL_FLAGS if FLAGS[name].present})
 
 
 if __name__ == '__main__':
     define_flags()
-    app.run(main)
+    app.run(training.main_for(main, interrupted='Interrupted: evaluator stopped.'))

@@ -149,6 +149,16 @@ def distorted_inputs_dataset(filenames, batch_size, min_fraction_of_examples_in_
         return images, labels
 
 
+def training_batches(batches_dir, batch_size, min_fraction_of_examples_in_queue=0.4,
+                     pipeline='queue'):
+    """Distorted training batches of the data_batch_*.bin files in batches_dir, from the
+    original's queues (pipeline='queue') or tf.data ('dataset')."""
+    files = data.cifar10_train_files(batches_dir)
+    if pipeline == 'dataset':
+        return distorted_inputs_dataset(files, batch_size, min_fraction_of_examples_in_queue)
+    return distorted_inputs(files, batch_size, min_fraction_of_examples_in_queue)
+
+
 def eval_image(uint8image):
     """What the evaluator makes of a 32x32 image (predict.py too): the centre 24x24 crop,
     per-image standardisation. uint8 [32, 32, 3], or a batch [n, 32, 32, 3]; returns float32

@@ -30,6 +30,7 @@ are still classified, exit status 1 at the end. No checkpoint, or one of another
 line, exit status 1.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -41,7 +42,7 @@ import tensorflow as tf
 
 from cifar10 import inputs
 from cifar10 import model
-from cifar10 import train as single
+from cifar10 import trainer
 from common import data
 from common import serving
 from common import training
@@ -52,10 +53,30 @@ CIFAR10_SIDE = 32  # what a CIFAR-10 record holds: 32x32 RGB
 TRAINERS = 'cifar10/train.py or cifar10/multi_gpu_train.py'
 
 
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What to classify with, and what else to do: one field per flag."""
+    checkpoint_dir: str = trainer.DEFAULTS.train_dir
+    checkpoint: str = None
+    export_dir: str = None
+    sample_grid: str = None
+    data_dir: str = trainer.DEFAULTS.data_dir
+    use_fp16: bool = False
+    conv21: bool = False
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        """The Config of the parsed flags (--data_dir resolved as for the trainers)."""
+        values = {f.name: flag_values[f.name].value for f in dataclasses.fields(cls)
+                  if f.name != 'data_dir'}
+        return cls(data_dir=data.resolve_data_dir('cifar10', flag_values.data_dir,
+                                                  flag_values['data_dir'].present), **values)
+
+
 def define_flags():
-    single.define_data_and_model_flags()
-    flags.adopt_module_key_flags(single)  # --data_dir, --conv21, --use_fp16 in --help
-    flags.DEFINE_string('checkpoint_dir', '/tmp/cifar10_train',
+    trainer.define_data_and_model_flags()
+    flags.adopt_module_key_flags(trainer)  # --data_dir, --conv21, --use_fp16 in --help
+    flags.DEFINE_string('checkpoint_dir', Config.checkpoint_dir,
                         'The trainer\'s --train_dir: its latest checkpoint is used.')
     flags.DEFINE_string('checkpoint', None,
                         'One checkpoint to use instead of the latest, e.g. '
@@ -92,10 +113,9 @@ def build_classifier(class_names, use_fp16=False, conv21=False):
     return classifier, model.variables_to_restore()
 
 
-def class_names_from_data():
+def class_names_from_data(data_dir):
     """The class names in batches.meta.txt, in the data folder the trainers use (--data_dir,
     $TF_CLASSICS_DATA/cifar10 or the default; downloaded there when missing)."""
-    data_dir = data.resolve_data_dir('cifar10', FLAGS.data_dir, FLAGS['data_dir'].present)
     batches_dir = data.maybe_download_and_extract_cifar10(data_dir, verify_checksum=False)
     path = os.path.join(batches_dir, 'batches.meta.txt')
     try:
@@ -147,45 +167,55 @@ def sample_grid(sess, classifier, class_names, batches_dir, path, title):
     return right
 
 
-def predict(paths):
+def predict(config, paths, given=()):
     """Classifies the files (one line each), then exports and draws the grid when asked.
+    given: the model flags given on the command line (the others are the trainer's).
     Returns how many files failed."""
-    if not paths and not FLAGS.export_dir and not FLAGS.sample_grid:
-        sys.exit('error: nothing to do: give image files to classify, --export_dir or '
-                 '--sample_grid (see --help)')
     logging.set_verbosity(logging.ERROR)  # TensorFlow's INFO and deprecation lines: ours say it
-    ckpt_path = serving.checkpoint_to_use(FLAGS.checkpoint, FLAGS.checkpoint_dir,
+    ckpt_path = serving.checkpoint_to_use(config.checkpoint, config.checkpoint_dir,
                                           'checkpoint_dir', TRAINERS)
-    where = ('--checkpoint=%s' % ckpt_path if FLAGS.checkpoint
-             else '--checkpoint_dir=%s' % FLAGS.checkpoint_dir)
-    training.take_model_flags(os.path.dirname(ckpt_path), FLAGS, single.MODEL_FLAGS, where)
-    class_names, batches_dir = class_names_from_data()
+    where = ('--checkpoint=%s' % ckpt_path if config.checkpoint
+             else '--checkpoint_dir=%s' % config.checkpoint_dir)
+    config = dataclasses.replace(config, **training.take_model_flags(
+        os.path.dirname(ckpt_path), {name: getattr(config, name) for name in trainer.MODEL_FLAGS},
+        given, where))
+    class_names, batches_dir = class_names_from_data(config.data_dir)
     step = training.checkpoint_global_step(ckpt_path)
     with tf.Graph().as_default():
-        classifier, variables = build_classifier(class_names, FLAGS.use_fp16, FLAGS.conv21)
+        classifier, variables = build_classifier(class_names, config.use_fp16, config.conv21)
         with tf.compat.v1.Session() as sess:
             serving.restore(sess, ckpt_path, variables,
                             'the CIFAR-10 model (--conv21=%s --use_fp16=%s)'
-                            % (FLAGS.conv21, FLAGS.use_fp16),
+                            % (config.conv21, config.use_fp16),
                             '; expected a checkpoint of %s' % TRAINERS)
             print('Classifying with %s (global step %d): the moving averages of the weights'
                   % (ckpt_path, step), flush=True)
             failed = serving.report(serving.classify_files(sess, classifier, paths))
-            if FLAGS.export_dir:
-                exported = serving.export_saved_model(sess, classifier, FLAGS.export_dir, step)
+            if config.export_dir:
+                exported = serving.export_saved_model(sess, classifier, config.export_dir, step)
                 print('Exported a SavedModel to %s (signatures %s, %s)'
                       % (exported, serving.SIGNATURE_BYTES, serving.SIGNATURE_IMAGES),
                       flush=True)
-            if FLAGS.sample_grid:
+            if config.sample_grid:
                 right = sample_grid(sess, classifier, class_names, batches_dir,
-                                    FLAGS.sample_grid,
+                                    config.sample_grid,
                                     'CIFAR-10 test images 1-16, %s'
                                     % os.path.basename(ckpt_path))
                 print('Wrote %s (%d of the first 16 test images right)'
-                      % (FLAGS.sample_grid, right), flush=True)
+                      % (config.sample_grid, right), flush=True)
     return failed
+
+
+def main(argv):
+    paths = argv[1:]
+    if not paths and not FLAGS.export_dir and not FLAGS.sample_grid:
+        sys.exit('error: nothing to do: give image files to classify, --export_dir or '
+                 '--sample_grid (see --help)')
+    failed = predict(Config.from_flags(FLAGS), paths,
+                     given={name for name in trainer.MODEL_FLAGS if FLAGS[name].present})
+    return 1 if failed else None
 
 
 if __name__ == '__main__':
     define_flags()
-    app.run(serving.main_for(predict))
+    app.run(training.main_for(main, errors=(serving.ExportError,)))

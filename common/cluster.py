@@ -24,6 +24,8 @@ or set TF_CONFIG='{"cluster": {"ps": [...], "worker": [...]}, "task": {"type": "
 
 import argparse
 import collections
+import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -33,37 +35,64 @@ import threading
 import time
 
 from absl import flags
+import tensorflow as tf
 
 Cluster = collections.namedtuple('Cluster', 'spec job_name task_index num_workers')
 
 
+class ClusterError(ValueError):
+    """An inconsistent cluster description: reported in one line naming the flag or variable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The cluster flags' values (all empty: local training, unless $TF_CONFIG says more)."""
+    ps_hosts: str = ''
+    worker_hosts: str = ''
+    job_name: str = None
+    task_index: int = 0
+    sync_replicas: bool = False
+    cluster_wait_secs: int = 120
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        return cls(**{f.name: flag_values[f.name].value for f in dataclasses.fields(cls)})
+
+
+DEFAULTS = Settings()
+
+
 def define_flags():
     """The TF1 cluster flags, plus --sync_replicas and a bounded wait for the cluster."""
-    flags.DEFINE_string('ps_hosts', '', 'Comma-separated host:port list of the ps tasks.')
-    flags.DEFINE_string('worker_hosts', '', 'Comma-separated host:port list of the workers.')
-    flags.DEFINE_enum('job_name', None, ['ps', 'worker'], 'This task\'s job: ps or worker.')
-    flags.DEFINE_integer('task_index', 0, 'Index of this task within its job.', lower_bound=0)
-    flags.DEFINE_boolean('sync_replicas', False,
+    flags.DEFINE_string('ps_hosts', DEFAULTS.ps_hosts,
+                        'Comma-separated host:port list of the ps tasks.')
+    flags.DEFINE_string('worker_hosts', DEFAULTS.worker_hosts,
+                        'Comma-separated host:port list of the workers.')
+    flags.DEFINE_enum('job_name', DEFAULTS.job_name, ['ps', 'worker'],
+                      'This task\'s job: ps or worker.')
+    flags.DEFINE_integer('task_index', DEFAULTS.task_index, 'Index of this task within its job.',
+                         lower_bound=0)
+    flags.DEFINE_boolean('sync_replicas', DEFAULTS.sync_replicas,
                          'Aggregate every worker\'s gradients before each update '
                          '(SyncReplicasOptimizer); default: asynchronous updates.')
-    flags.DEFINE_integer('cluster_wait_secs', 120,
+    flags.DEFINE_integer('cluster_wait_secs', DEFAULTS.cluster_wait_secs,
                          'Give up, with an error, when the ps tasks cannot be reached within '
                          'this many seconds (a worker then waits for the chief as long as it '
                          'takes, saying so every 30 s).', lower_bound=1)
 
 
-def from_flags(flag_values):
-    """The cluster this task belongs to, from the flags or else $TF_CONFIG; None when local.
+def from_settings(settings):
+    """The cluster this task belongs to, from its Settings (the flags) or else $TF_CONFIG;
+    None when local.
 
-    Raises ValueError, naming the flag or variable, when the description is inconsistent.
+    Raises ClusterError, naming the flag or variable, when the description is inconsistent.
     """
-    import tensorflow as tf
-    if flag_values.ps_hosts or flag_values.worker_hosts or flag_values.job_name:
-        ps = [h for h in flag_values.ps_hosts.split(',') if h]
-        workers = [h for h in flag_values.worker_hosts.split(',') if h]
-        job, index, source = flag_values.job_name, flag_values.task_index, '--job_name'
+    if settings.ps_hosts or settings.worker_hosts or settings.job_name:
+        ps = [h for h in settings.ps_hosts.split(',') if h]
+        workers = [h for h in settings.worker_hosts.split(',') if h]
+        job, index, source = settings.job_name, settings.task_index, '--job_name'
         if not job:
-            raise ValueError('--job_name=ps|worker is needed with --ps_hosts/--worker_hosts')
+            raise ClusterError('--job_name=ps|worker is needed with --ps_hosts/--worker_hosts')
     elif os.environ.get('TF_CONFIG'):
         try:
             config = json.loads(os.environ['TF_CONFIG'])
@@ -71,19 +100,19 @@ def from_flags(flag_values):
             workers = config['cluster'].get('worker', [])
             job, index = config['task']['type'], int(config['task']['index'])
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError('TF_CONFIG is not {"cluster": {"ps": [...], "worker": [...]}, '
+            raise ClusterError('TF_CONFIG is not {"cluster": {"ps": [...], "worker": [...]}, '
                              '"task": {"type": ..., "index": ...}} (%s)' % e) from None
         source = 'TF_CONFIG'
         if job not in ('ps', 'worker'):
-            raise ValueError('TF_CONFIG task type %r: expected ps or worker' % job)
+            raise ClusterError('TF_CONFIG task type %r: expected ps or worker' % job)
     else:
         return None
     if not ps or not workers:
-        raise ValueError('a cluster needs at least one ps and one worker host '
+        raise ClusterError('a cluster needs at least one ps and one worker host '
                          '(--ps_hosts, --worker_hosts or TF_CONFIG)')
     hosts = ps if job == 'ps' else workers
     if index >= len(hosts):
-        raise ValueError('%s: task index %d, but only %d %s host(s)'
+        raise ClusterError('%s: task index %d, but only %d %s host(s)'
                          % (source, index, len(hosts), job))
     spec = tf.compat.v1.train.ClusterSpec({'ps': ps, 'worker': workers})
     return Cluster(spec, job, index, len(workers))
@@ -92,7 +121,6 @@ def from_flags(flag_values):
 def reach_ps_tasks(cl, target, config, seconds, hosts_text):
     """Returns once every ps task of cl answers (a tiny op runs on each), through this worker's
     server `target`; exits with a one-line error naming the hosts after `seconds`."""
-    import tensorflow as tf
     with Deadline(seconds, 'the cluster (%s) could not be reached within --cluster_wait_secs=%d'
                   % (hosts_text, seconds)):
         with tf.Graph().as_default():
@@ -102,6 +130,134 @@ def reach_ps_tasks(cl, target, config, seconds, hosts_text):
                     probes.append(tf.random.uniform([]))  # stateful: runs there, not folded
             with tf.compat.v1.Session(target, config=config) as sess:
                 sess.run(probes)
+
+
+def join(settings):
+    """Joins the cluster that settings (or TF_CONFIG) describe; returns it, or None when
+    training locally. A ps task serves its variables until it is killed and never returns.
+    Raises ClusterError (naming the flag) for an inconsistent description."""
+    cl = from_settings(settings)
+    if cl is not None and cl.job_name == 'ps':
+        server = tf.compat.v1.train.Server(cl.spec, job_name='ps', task_index=cl.task_index)
+        print('ps task %d serving at %s' % (cl.task_index, server.target), flush=True)
+        server.join()
+    return cl
+
+
+def worker_server(cl, session_config):
+    """This worker's server (with the session config that gives it its devices); None
+    locally."""
+    if cl is None:
+        return None
+    return tf.compat.v1.train.Server(cl.spec, job_name='worker', task_index=cl.task_index,
+                                     config=session_config)
+
+
+def graph_device(cl, device=None):
+    """The device scope of the whole graph: `device` (None: TensorFlow's placement) locally; in
+    a cluster, variables on the ps tasks (round robin) and everything else on this worker's
+    `device`."""
+    if cl is None:
+        return tf.device(device) if device else contextlib.nullcontext()
+    return tf.compat.v1.device(tf.compat.v1.train.replica_device_setter(
+        worker_device='/job:worker/task:%d%s' % (cl.task_index, device or ''), cluster=cl.spec))
+
+
+class SyncReplicas(object):
+    """--sync_replicas: `wrap` puts the optimiser in a SyncReplicasOptimizer that aggregates
+    every worker's gradients; `hooks` are the session hooks it needs."""
+
+    def __init__(self, cl):
+        self._cl = cl
+        self.optimizer = None
+
+    def wrap(self, opt):
+        self.optimizer = tf.compat.v1.train.SyncReplicasOptimizer(
+            opt, replicas_to_aggregate=self._cl.num_workers,
+            total_num_replicas=self._cl.num_workers)
+        return self.optimizer
+
+    def hooks(self, is_chief):
+        return [self.optimizer.make_session_run_hook(is_chief),
+                _AllWorkersJoinedHook(self._cl.task_index, self._cl.num_workers)]
+
+
+def worker_hooks(cl, session_config, sync, is_chief):
+    """A worker's part of its session: it talks to the ps tasks and itself only (workers do not
+    wait for one another; session_config is changed so), and with sync (a SyncReplicas) its
+    hooks. Returns the hooks."""
+    session_config.device_filters.extend(['/job:ps', '/job:worker/task:%d' % cl.task_index])
+    return sync.hooks(is_chief) if sync is not None else []
+
+
+class _AllWorkersJoinedHook(tf.compat.v1.train.SessionRunHook):
+    """--sync_replicas: a worker starts training only once every worker has joined, saying
+    every 30 s how many it waits for. Without it the first worker up makes every update from
+    its own gradients alone. The workers count themselves into a queue on ps task 0 (not in
+    the checkpoints; a restarted worker finds the others already there)."""
+
+    def __init__(self, task_index, num_workers):
+        self._task_index = task_index
+        self._num_workers = num_workers
+
+    def begin(self):
+        with tf.device('/job:ps/task:0'):
+            queue = tf.queue.FIFOQueue(1 << 20, tf.int32, shapes=[], name='workers_joined',
+                                       shared_name='workers_joined')
+        self._join = queue.enqueue(self._task_index)
+        self._joined = queue.size()
+
+    def after_create_session(self, session, coord):
+        session.run(self._join)
+        next_line = 0.0
+        while True:
+            joined = session.run(self._joined)
+            if joined >= self._num_workers:
+                return
+            if time.time() >= next_line:
+                print('worker %d: waiting for every worker to join (%d of %d so far)'
+                      % (self._task_index, joined, self._num_workers), flush=True)
+                next_line = time.time() + 30
+            time.sleep(0.2)
+
+
+class _ChiefWaitingSessionManager(tf.compat.v1.train.SessionManager):
+    """A non-chief's session manager: checks for the chief's initialisation every second
+    (the default is 30 s) and calls on_wait() after each check that found it not ready."""
+
+    def __init__(self, on_wait, **kwargs):
+        super().__init__(recovery_wait_secs=1, **kwargs)
+        self._on_wait = on_wait
+
+    def _safe_close(self, sess):  # called after each attempt that found the model not ready
+        self._on_wait()
+        super()._safe_close(sess)
+
+
+class WorkerSessionCreator(tf.compat.v1.train.WorkerSessionCreator):
+    """A non-chief's session: waits for the chief as long as it takes, saying so every 30 s."""
+
+    def __init__(self, task_index, **kwargs):
+        super().__init__(max_wait_secs=None, **kwargs)
+        self._task_index = task_index
+        self._next_line = 0.0
+
+    def _waiting(self):
+        now = time.time()
+        if now >= self._next_line:
+            print('worker %d: waiting for the chief (worker 0) to initialise or restore the '
+                  'model' % self._task_index, flush=True)
+            self._next_line = now + 30
+
+    def _get_session_manager(self):
+        if not self._session_manager:
+            self._session_manager = _ChiefWaitingSessionManager(
+                self._waiting, local_init_op=self._scaffold.local_init_op,
+                local_init_feed_dict=self._scaffold.local_init_feed_dict,
+                ready_op=self._scaffold.ready_op,
+                ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
+                graph=tf.compat.v1.get_default_graph())
+        return self._session_manager
 
 
 class Deadline(object):

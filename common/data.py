@@ -53,6 +53,20 @@ class DataError(Exception):
     """Data missing, unreachable, truncated or corrupt; the message names the file or flag."""
 
 
+def data_root():
+    """The folder holding mnist/ and cifar10/ for the report, the benchmark and the tests:
+    $TF_CLASSICS_DATA, else ../shared/data beside the repository when it exists, else ./data
+    in the repository (downloaded there on first use)."""
+    root = os.environ.get(DATA_ENV)
+    if root:
+        return os.path.abspath(root)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shared = os.path.join(repo, '..', 'shared', 'data')
+    if os.path.isdir(shared):
+        return os.path.abspath(shared)
+    return os.path.join(repo, 'data')
+
+
 def resolve_data_dir(dataset, flag_value, flag_given):
     """Returns the directory to read `dataset` ('mnist' or 'cifar10') from.
 

@@ -25,13 +25,15 @@ import glob
 import json
 import logging
 import os
-import platform
 import re
 import signal
 import statistics
 import subprocess
 import sys
 import time
+
+from common import data
+from common import provenance
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -178,43 +180,6 @@ def parse_result(exp, log_text):
         best = max((float(a) if a != 'nan' else 0.0) for _, _, a in rows) / 100
         return best, {'above_80': above, 'configurations': len(rows)}
     return _last_float(r'precision @ 1 = ([\d.]+)$', log_text), {}
-
-
-def hardware_facts():
-    """The machine: CPU model, its vector extensions, cores, GPUs, and a one-line summary."""
-    cpu, cpu_flags = platform.processor() or platform.machine(), []
-    try:
-        with open('/proc/cpuinfo') as f:
-            text = f.read()
-        cpu = re.search(r'^model name\s*:\s*(.*)$', text, re.M).group(1)
-        flags_line = re.search(r'^flags\s*:\s*(.*)$', text, re.M).group(1).split()
-        cpu_flags = sorted({f for f in flags_line if re.match(r'(avx|amx|fma|sse4)', f)})
-    except (OSError, AttributeError):
-        pass
-    try:
-        gpus = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True,
-                              timeout=10).stdout.strip().splitlines()
-    except (OSError, subprocess.SubprocessError):
-        gpus = []
-    vector = ('AVX-512' + (' BF16' if 'avx512_bf16' in cpu_flags else '')
-              if 'avx512f' in cpu_flags else 'AVX2' if 'avx2' in cpu_flags else 'no AVX2')
-    summary = '%s, %d cores, %s, %s' % (cpu, os.cpu_count(), vector,
-                                        ', '.join(gpus) if gpus else 'no GPU')
-    return dict(hardware=summary, cpu=cpu, cpu_flags=cpu_flags, cores=os.cpu_count(), gpus=gpus)
-
-
-def _git_commit():
-    try:
-        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
-                              capture_output=True, text=True).stdout.strip() or None
-    except OSError:
-        return None
-
-
-def _tf_version():
-    out = subprocess.run([_python(), '-c', 'import tensorflow as tf; print(tf.__version__)'],
-                         capture_output=True, text=True, env=_env())
-    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else None
 
 
 def _env():
@@ -423,7 +388,7 @@ def publish(out, results_dir=RESULTS_DIR, experiments=EXPERIMENTS):
                 with open(os.path.join(run_dir, 'flags.json')) as f:
                     result['commands'] = json.load(f)['commands']
             if 'cpu_flags' not in result:  # an older run_all.sh kept only a summary line
-                result.update(hardware_facts())
+                result.update(provenance.hardware_facts())
                 result['hardware_recorded'] = 'when published, on the machine that ran it'
             curves = read_curves(exp, run_dir)
             result['curves'] = {label: [[x, round(float(v), 6)] for x, v in zip(steps, values)]
@@ -489,8 +454,7 @@ def write_results_md(results_dir=RESULTS_DIR):
 
 def check_data():
     """Fails early, in one line, when the data is missing or corrupt."""
-    from common import data
-    root = os.environ.setdefault(data.DATA_ENV, os.path.join(REPO, 'data'))
+    root = os.environ.setdefault(data.DATA_ENV, data.data_root())
     try:
         data.maybe_download_and_extract_cifar10(os.path.join(root, 'cifar10'))
         data.load_mnist(os.path.join(root, 'mnist'))
@@ -542,7 +506,8 @@ def main(argv):
         print('run_all.sh: error: %s' % e, file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    facts = dict(hardware_facts(), tensorflow=_tf_version(), git_commit=_git_commit())
+    facts = dict(provenance.hardware_facts(), tensorflow=provenance.versions()['tensorflow'],
+                 git_commit=provenance.git_commit())
     plan = [(e, s) for e in args.experiments for s in range(args.seeds)]
 
     def estimate(exp):  # seconds: the table's full-run minutes, or ~30 s for a quick run

@@ -2,6 +2,7 @@
 the divergence check, the train directory (resume, --fresh), the saved flags of each run and
 the one-line errors of a script's main."""
 
+import contextlib
 import datetime
 import glob
 import json
@@ -189,28 +190,48 @@ def prepare_train_dir(train_dir, fresh):
     return latest
 
 
-def save_flags(train_dir, flag_values):
-    """Writes this project's flags (effective values) to train_dir/flags-<time>.json.
-
-    Returns the path written.
-    """
+def flags_record(flag_values):
+    """What a run saves of its command line (call it in main): the script, argv, and this
+    project's flags with their effective values."""
     main_module = sys.argv[0]
     values = {}
     for module, module_flags in flag_values.flags_by_module_dict().items():
         if module == main_module or module.split('.')[0] in ('cifar10', 'mnist', 'common'):
             values.update({f.name: f.value for f in module_flags})
+    return {'script': os.path.basename(main_module), 'argv': list(sys.argv), 'flags': values}
+
+
+def save_flags(train_dir, record):
+    """Writes a flags_record (with the TensorFlow version and the time) to
+    train_dir/flags-<time>.json. Returns the path written."""
     now = datetime.datetime.now()
-    record = {
-        'script': os.path.basename(main_module),
-        'argv': sys.argv,
-        'flags': values,
-        'tensorflow': tf.__version__,
-        'time': now.isoformat(timespec='seconds'),
-    }
+    record = dict(record, tensorflow=tf.__version__, time=now.isoformat(timespec='seconds'))
     path = os.path.join(train_dir, 'flags-%s.json' % now.strftime('%Y%m%d-%H%M%S'))
     with open(path, 'w') as f:
         json.dump(record, f, indent=2, sort_keys=True)
     return path
+
+
+def start_run_dir(run_dir, fresh, record, model_flags=None):
+    """The start of every run's folder: with model_flags ({name: value}, the flags that change
+    the model's variables) a checkpoint trained with other values is refused before anything
+    is written or moved (CheckpointMismatchError); then --fresh moves the folder aside, or
+    its latest checkpoint is announced for resuming; the run's flags_record is saved.
+    Returns the latest checkpoint to resume from, or None."""
+    if model_flags and not fresh:
+        check_model_flags(run_dir, model_flags)
+    latest = prepare_train_dir(run_dir, fresh)
+    save_flags(run_dir, record)
+    return latest
+
+
+@contextlib.contextmanager
+def seeded_graph(seed=None):
+    """A new default graph, with the graph-level random seed set when seed is not None."""
+    with tf.Graph().as_default() as graph:
+        if seed is not None:
+            tf.compat.v1.set_random_seed(seed)
+        yield graph
 
 
 def define_log_dir_flag(default, help_text):
@@ -243,30 +264,32 @@ def latest_saved_flags(train_dir):
     return (record['flags'], path) if record else (None, None)
 
 
-def take_model_flags(checkpoint_dir, flag_values, names, where=None):
-    """Sets the model flags `names` not given on the command line to the values the trainer
-    saved in checkpoint_dir, saying so in one line (for the scripts that use a trained model:
-    eval.py, predict.py). Raises CheckpointMismatchError for a model flag given with another
-    value than the trainer's. where: how the error names the folder (default
+def take_model_flags(checkpoint_dir, values, given, where=None):
+    """The model flags for a script that uses a trained model (eval.py, predict.py): those
+    not given on the command line (`given`: their names) take the values the trainer saved in
+    checkpoint_dir, saying so in one line. values: {name: value} as parsed. Returns the new
+    {name: value}. Raises CheckpointMismatchError for a model flag given with another value
+    than the trainer's. where: how the error names the folder (default
     '--checkpoint_dir=<checkpoint_dir>')."""
     saved, path = latest_saved_flags(checkpoint_dir)
+    values = dict(values)
     if saved is None:
-        return
+        return values
     where = where or '--checkpoint_dir=%s' % checkpoint_dir
     taken = []
-    for name in names:
+    for name in values:
         if name not in saved:
             continue
-        if flag_values[name].present and flag_values[name].value != saved[name]:
+        if name in given and values[name] != saved[name]:
             raise CheckpointMismatchError(
                 '--%s=%s, but the checkpoints in %s were trained with --%s=%s (%s)'
-                % (name, flag_values[name].value, where, name, saved[name],
-                   os.path.basename(path)))
-        if not flag_values[name].present:
-            flag_values[name].value = saved[name]
+                % (name, values[name], where, name, saved[name], os.path.basename(path)))
+        if name not in given:
+            values[name] = saved[name]
             taken.append('--%s=%s' % (name, saved[name]))
     if taken:
         print('Model flags from the trainer\'s %s: %s' % (path, ' '.join(taken)), flush=True)
+    return values
 
 
 def checkpoint_global_step(ckpt_path):
@@ -312,19 +335,19 @@ def check_checkpoint(ckpt_path, variables, model_name, hint=''):
                                       % (ckpt_path, model_name, problem, hint))
 
 
-def check_model_flags(train_dir, flag_values, names):
+def check_model_flags(train_dir, values):
     """Before resuming train_dir: raises CheckpointMismatchError if it holds a checkpoint
-    trained with other values of the model flags `names` than flag_values has."""
+    trained with other values of the model flags than `values` ({name: value})."""
     if not tf.train.latest_checkpoint(train_dir):
         return
     saved, path = latest_saved_flags(train_dir)
-    for name in names:
-        if saved is not None and name in saved and saved[name] != flag_values[name].value:
+    for name, value in values.items():
+        if saved is not None and name in saved and saved[name] != value:
             raise CheckpointMismatchError(
                 'the checkpoint in %s was trained with --%s=%s (%s), this run has --%s=%s; '
                 'give --%s=%s, or --fresh or another directory to start over'
-                % (train_dir, name, saved[name], os.path.basename(path), name,
-                   flag_values[name].value, name, saved[name]))
+                % (train_dir, name, saved[name], os.path.basename(path), name, value, name,
+                   saved[name]))
 
 
 def diverged_message(error, run_dir, learning_rate_flag):
@@ -338,24 +361,31 @@ def diverged_message(error, run_dir, learning_rate_flag):
     return 'error: %s; %s; try a lower --%s' % (error, kept, learning_rate_flag)
 
 
-def main_for(train_fn, run_dir_flag, learning_rate_flag):
-    """A script's absl main around train_fn(): one line on stderr and exit status 1, not a
-    traceback, for bad data, a checkpoint of another model and a diverged run; Ctrl-C says
-    that the checkpoints are kept. run_dir_flag names the flag of the run's folder (or None)."""
+def main_for(main_fn, run_dir_flag=None, learning_rate_flag=None, errors=(),
+             interrupted=None):
+    """Every script's absl main around main_fn(argv) (which reads the flags into its
+    configuration and runs): one line on stderr and exit status 1, not a traceback, for bad
+    data, a checkpoint of another model, a diverged run and the script's own `errors`;
+    Ctrl-C says that the checkpoints in --<run_dir_flag> are kept, or prints `interrupted`
+    and exits 0. main_fn's return value, when not None, is the exit status."""
     def run_dir():
         return flags.FLAGS[run_dir_flag].value if run_dir_flag else None
 
     def main(argv):
-        del argv
         try:
-            train_fn()
-        except (data.DataError, CheckpointMismatchError) as e:
+            status = main_fn(argv)
+        except (data.DataError, CheckpointMismatchError) + tuple(errors) as e:
             sys.exit('error: %s' % e)
         except DivergedError as e:
             sys.exit(diverged_message(e, run_dir(), learning_rate_flag))
         except KeyboardInterrupt:
+            if interrupted:
+                print(interrupted, file=sys.stderr)
+                return
             if not run_dir_flag:
                 sys.exit('Interrupted.')
             sys.exit('Interrupted: the checkpoints in --%s=%s are kept; run the same command '
                      'again to resume.' % (run_dir_flag, run_dir()))
+        if status:
+            sys.exit(status)
     return main

@@ -1,0 +1,152 @@
+"""The multi-GPU trainer's towers (the original cifar10_multi_gpu_train.py's tower_loss and
+average_gradients): one copy of the model per device, sharing its variables, each on its own
+batch; the gradients averaged over the towers and applied once.
+
+With fewer GPUs than towers the towers run on logical CPU devices (tower_devices), so that
+this code path runs, and is tested, on a CPU-only machine.
+"""
+
+import sys
+
+import tensorflow as tf
+
+from cifar10 import inputs
+from cifar10 import model
+from common import summaries as common_summaries
+
+
+def tower_devices(num_towers, log_device_placement=False):
+    """Chooses a device per tower and the session config that makes those devices exist.
+
+    Towers go to /gpu:0..N-1 when that many GPUs are visible. Otherwise they go to N logical
+    CPU devices (/cpu:0..N-1, `ConfigProto(device_count={'CPU': N})`), with one warning line.
+    Soft placement stays off there: it would silently put every tower on /cpu:0.
+
+    Returns (devices, config).
+    """
+    gpus = tf.config.list_physical_devices('GPU')
+    if len(gpus) >= num_towers:
+        devices = ['/gpu:%d' % i for i in range(num_towers)]
+        config = tf.compat.v1.ConfigProto(allow_soft_placement=True,
+                                          log_device_placement=log_device_placement)
+        # Take GPU memory as needed, so that eval.py runs beside training on the same card.
+        config.gpu_options.allow_growth = True
+        return devices, config
+    print('WARNING: %d GPU(s) visible for %d tower(s): running the towers on %d logical CPU '
+          'device(s) instead' % (len(gpus), num_towers, num_towers), file=sys.stderr, flush=True)
+    devices = ['/cpu:%d' % i for i in range(num_towers)]
+    config = tf.compat.v1.ConfigProto(device_count={'CPU': num_towers},
+                                      allow_soft_placement=False,
+                                      log_device_placement=log_device_placement)
+    return devices, config
+
+
+def tower_loss(scope, images, labels, use_fp16=False, conv21=False, summarize=True):
+    """One tower's total loss (its cross entropy + weight decay).
+
+    Args:
+      scope: the tower's name scope, e.g. 'tower_0/'; selects this tower's 'losses'.
+      summarize: also keep moving averages of the losses, with their summaries (the trainers
+        summarise the last tower only).
+    """
+    logits = model.inference(images, use_fp16, conv21)
+    total_loss = model.loss(logits, labels, scope)
+    if not summarize:
+        return total_loss
+    # The towers after the first reuse the model's variables; the averages are new ones.
+    with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(),
+                                     reuse=tf.compat.v1.AUTO_REUSE):
+        loss_averages_op = model.add_loss_summaries(total_loss, scope)
+    with tf.control_dependencies([loss_averages_op]):
+        return tf.identity(total_loss)
+
+
+def average_gradients(tower_grads):
+    """Averages each variable's gradient over the towers.
+
+    Args:
+      tower_grads: one list of (gradient, variable) per tower, variables in the same order.
+    Returns:
+      a list of (mean gradient, variable): the mean over towers of each variable's gradient.
+    """
+    average_grads = []
+    for grad_and_vars in zip(*tower_grads):
+        grads = [tf.expand_dims(g, 0) for g, _ in grad_and_vars]
+        grad = tf.reduce_mean(tf.concat(grads, 0), 0)
+        average_grads.append((grad, grad_and_vars[0][1]))
+    return average_grads
+
+
+def prefetch_queue(tensors, capacity):
+    """A FIFOQueue that a queue-runner thread keeps filled with `tensors` (tf.contrib's
+    prefetch_queue is gone). Returns the queue."""
+    queue = tf.queue.FIFOQueue(capacity, dtypes=[t.dtype for t in tensors],
+                               shapes=[t.shape for t in tensors], name='batch_queue')
+    tf.compat.v1.train.add_queue_runner(
+        tf.compat.v1.train.QueueRunner(queue, [queue.enqueue(tensors)]))
+    tf.compat.v1.summary.scalar('queue/batch_queue/fraction_of_%d_full' % capacity,
+                                tf.cast(queue.size(), tf.float32) / capacity)
+    return queue
+
+
+def build_towers(tower_inputs, devices, global_step, hparams, use_fp16=False, conv21=False,
+                 wrap_optimizer=None):
+    """Builds one tower per device and the averaged-gradient train op.
+
+    Args:
+      tower_inputs: one (images, labels) pair per tower, or a callable returning one.
+      devices: one device string per tower.
+      hparams: the optimiser settings (trainer.Config.hparams(): batch_size, optimizer_name,
+        initial_learning_rate, decay_factor, num_epochs_per_decay).
+      wrap_optimizer: if given, wraps the optimiser (e.g. in a SyncReplicasOptimizer).
+    Returns:
+      (train_op, the towers' losses (one per tower; the last tower's is the one logged),
+      summary_op).
+    """
+    lr = model.learning_rate(global_step, hparams['batch_size'],
+                             hparams['initial_learning_rate'], hparams['decay_factor'],
+                             hparams['num_epochs_per_decay'])
+    opt = model.optimizer(hparams['optimizer_name'], lr)
+    if wrap_optimizer:
+        opt = wrap_optimizer(opt)
+    tower_grads, losses = [], []
+    with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope()):
+        for i, device in enumerate(devices):
+            with tf.device(device), \
+                    tf.compat.v1.name_scope('%s_%d' % (model.TOWER_NAME, i)) as scope:
+                pair = tower_inputs[i]
+                images, labels = pair() if callable(pair) else pair
+                loss = tower_loss(scope, images, labels, use_fp16, conv21,
+                                  summarize=(i == len(devices) - 1))
+                losses.append(loss)
+                tf.compat.v1.get_variable_scope().reuse_variables()
+                # Summaries from the last tower only.
+                summaries = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.SUMMARIES, scope)
+                tower_grads.append(opt.compute_gradients(loss))
+    grads = average_gradients(tower_grads)
+    summaries.append(common_summaries.scalar('learning_rate', lr))
+    train_op, histograms = model.apply_gradients(opt, grads, global_step)
+    # Summaries made outside the towers (input images, queue fill) are kept too.
+    taken = {s.name for s in summaries + histograms}
+    shared = [s for s in tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.SUMMARIES)
+              if not s.op.name.startswith(model.TOWER_NAME + '_') and s.name not in taken]
+    summary_op = tf.compat.v1.summary.merge(summaries + histograms + shared)
+    return train_op, losses, summary_op
+
+
+def build_training_graph(config, batches_dir, devices, wrap_optimizer=None):
+    """The multi-GPU trainer's graph from its trainer.Config: global step, input pipeline,
+    prefetch queue and one tower per device, in the default graph. Returns (train_op, the
+    towers' losses, summary_op)."""
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    images, labels = inputs.training_batches(batches_dir, config.batch_size,
+                                             config.min_fraction_of_examples_in_queue,
+                                             config.input_pipeline)
+    batch_queue = prefetch_queue([images, labels], capacity=2 * len(devices))
+
+    def dequeue():
+        with tf.device('/cpu:0'):  # the queue lives on the CPU
+            return batch_queue.dequeue()
+
+    return build_towers([dequeue] * len(devices), devices, global_step, config.hparams(),
+                        config.use_fp16, config.conv21, wrap_optimizer)

@@ -1,0 +1,265 @@
+"""The CIFAR-10 trainers' library: what cifar10/train.py and cifar10/multi_gpu_train.py share.
+
+    config = trainer.Config.from_flags(FLAGS)       # once, in a program's main
+    trainer.run(config, build_graph)                 # cluster, data, train_dir, graph, session
+
+A program (train.py, multi_gpu_train.py) defines the flags (`define_flags`), reads them once
+into a `Config` and hands it to `run` with the function that builds its graph; nothing here
+reads a flag. `run` holds the setup both share: join the cluster (a ps task serves there and
+never returns), find the data, start --train_dir (refuse another model's checkpoint, --fresh,
+saved flags), build the graph under the graph-level seed, and train in `training_session`:
+resume, checkpoints, summaries, the step log line and the divergence check.
+"""
+
+import dataclasses
+
+from absl import flags
+import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+import tensorflow as tf
+
+from cifar10 import model
+from cifar10 import towers
+from common import cluster
+from common import data
+from common import training
+
+# How long closing a session waits for queue-runner threads. The chief's sync-token queue
+# runner can stay blocked once the other workers have stopped: don't wait the default 120 s.
+STOP_GRACE_SECS = 10
+
+MODEL_FLAGS = ('conv21', 'use_fp16')  # the flags that change the model's variables
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A CIFAR-10 training run: one field per flag (the originals' names and defaults)."""
+    train_dir: str = '/tmp/cifar10_train'
+    data_dir: str = '/tmp/cifar10_data'
+    batch_size: int = 128
+    use_fp16: bool = False
+    conv21: bool = False
+    max_steps: int = 1000000
+    num_gpus: int = 1
+    log_device_placement: bool = False
+    log_frequency: int = 10
+    checkpoint_steps: int = 1000
+    summary_steps: int = 100
+    min_fraction_of_examples_in_queue: float = 0.4
+    optimizer: str = 'sgd'
+    initial_learning_rate: float = model.INITIAL_LEARNING_RATE
+    learning_rate_decay_factor: float = model.LEARNING_RATE_DECAY_FACTOR
+    num_epochs_per_decay: float = model.NUM_EPOCHS_PER_DECAY
+    fresh: bool = False
+    seed: int = None
+    input_pipeline: str = 'queue'
+    xla: bool = False
+    cluster: cluster.Settings = cluster.Settings()
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        """The Config of the parsed flags; --data_dir resolved as the data module says
+        (given, else $TF_CLASSICS_DATA/cifar10, else the default)."""
+        values = {f.name: flag_values[f.name].value for f in dataclasses.fields(cls)
+                  if f.name not in ('cluster', 'data_dir') and f.name in flag_values}
+        return cls(data_dir=data.resolve_data_dir('cifar10', flag_values.data_dir,
+                                                  flag_values['data_dir'].present),
+                   cluster=cluster.Settings.from_flags(flag_values), **values)
+
+    def hparams(self):
+        """The model and optimiser settings model.py's train and the towers take."""
+        return dict(batch_size=self.batch_size, optimizer_name=self.optimizer,
+                    initial_learning_rate=self.initial_learning_rate,
+                    decay_factor=self.learning_rate_decay_factor,
+                    num_epochs_per_decay=self.num_epochs_per_decay)
+
+    def model_flags(self):
+        """{name: value} of the flags that change the model's variables."""
+        return {name: getattr(self, name) for name in MODEL_FLAGS}
+
+
+DEFAULTS = Config()
+
+
+def define_data_and_model_flags():
+    """--data_dir, --use_fp16, --conv21: what rebuilds a trained model (predict.py too)."""
+    flags.DEFINE_string('data_dir', DEFAULTS.data_dir,
+                        'Path to the CIFAR-10 data directory (default: $TF_CLASSICS_DATA/cifar10 '
+                        'when that is set, else /tmp/cifar10_data).')
+    flags.DEFINE_boolean('use_fp16', DEFAULTS.use_fp16, 'Train the model using fp16.')
+    flags.DEFINE_boolean('conv21', DEFAULTS.conv21,
+                         'Add the report\'s third conv layer conv21 (optimiser case 1).')
+
+
+def define_model_flags():
+    """Flags of the model library (the original cifar10.py's), shared with eval.py."""
+    flags.DEFINE_integer('batch_size', DEFAULTS.batch_size,
+                         'Number of images to process in a batch.', lower_bound=1)
+    define_data_and_model_flags()
+
+
+def define_flags():
+    """The trainers' flags: the originals' names and defaults, plus the report's changes."""
+    define_model_flags()
+    flags.DEFINE_string('train_dir', DEFAULTS.train_dir,
+                        'Directory where to write event logs and checkpoints.')
+    flags.DEFINE_integer('max_steps', DEFAULTS.max_steps, 'Number of batches to run.',
+                         lower_bound=0)
+    flags.DEFINE_boolean('log_device_placement', DEFAULTS.log_device_placement,
+                         'Whether to log device placement.')
+    flags.DEFINE_integer('log_frequency', DEFAULTS.log_frequency,
+                         'How often to log results to the console.', lower_bound=1)
+    flags.DEFINE_integer('checkpoint_steps', DEFAULTS.checkpoint_steps,
+                         'Save a checkpoint every this many steps.', lower_bound=1)
+    flags.DEFINE_integer('summary_steps', DEFAULTS.summary_steps,
+                         'Write summaries every this many steps.', lower_bound=1)
+    flags.DEFINE_float('min_fraction_of_examples_in_queue',
+                       DEFAULTS.min_fraction_of_examples_in_queue,
+                       'Fraction of the 50,000 training images the shuffle queue holds before '
+                       'training starts.', lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_enum('optimizer', DEFAULTS.optimizer, ['sgd', 'adam'],
+                      'sgd (the tutorial) or adam.')
+    flags.DEFINE_float('initial_learning_rate', DEFAULTS.initial_learning_rate,
+                       'Initial learning rate.', lower_bound=0.0)
+    flags.DEFINE_float('learning_rate_decay_factor', DEFAULTS.learning_rate_decay_factor,
+                       'Learning rate decay factor.', lower_bound=0.0)
+    flags.DEFINE_float('num_epochs_per_decay', DEFAULTS.num_epochs_per_decay,
+                       'Epochs after which the learning rate decays.', lower_bound=0.0)
+    flags.DEFINE_boolean('fresh', DEFAULTS.fresh,
+                         'Move an existing train_dir aside and start over instead of resuming.')
+    flags.DEFINE_integer('seed', DEFAULTS.seed, 'Graph-level random seed.')
+    flags.DEFINE_enum('input_pipeline', DEFAULTS.input_pipeline, ['queue', 'dataset'],
+                      'Training input: the original\'s queues and queue runners, or tf.data '
+                      '(same distortions and shuffling).')
+    flags.DEFINE_boolean('xla', DEFAULTS.xla,
+                         'Compile the model with XLA (global JIT). For GPUs; on a CPU '
+                         'TensorFlow leaves a v1 session unchanged.')
+    cluster.define_flags()
+
+
+def session_config(config, multi_tower):
+    """The devices of the towers (None for the single-device trainer) and the session config:
+    the towers' (see towers.tower_devices) or one that takes GPU memory as needed; XLA's
+    global JIT with config.xla."""
+    if multi_tower:
+        devices, session = towers.tower_devices(config.num_gpus, config.log_device_placement)
+    else:
+        devices = None
+        session = tf.compat.v1.ConfigProto(log_device_placement=config.log_device_placement)
+        session.gpu_options.allow_growth = True
+    if config.xla:
+        session.graph_options.optimizer_options.global_jit_level = (
+            tf.compat.v1.OptimizerOptions.ON_1)
+    return devices, session
+
+
+def step_logger(config, loss, num_towers=1, tower_losses=None):
+    """The hook that checks every tower's loss and prints the step log line."""
+    return training.StepLoggerHook(loss, config.batch_size, num_towers, config.log_frequency,
+                                   tower_losses)
+
+
+def training_session(config, loss, session, num_towers=1, summary_op=None, cl=None,
+                     server=None, sync=None, tower_losses=None, logger=None):
+    """The session the trainers train in (not yet entered).
+
+    A MonitoredTrainingSession restores the latest checkpoint in train_dir (resume), writes
+    a checkpoint every checkpoint_steps and at the last step, summaries every summary_steps,
+    and the step log line every log_frequency steps; it stops at max_steps. Every tower's
+    loss (tower_losses, default [loss]) is checked at every step: a NaN or Inf stops training
+    with DivergedError before that step is checkpointed, and no checkpoint with a NaN or Inf
+    in it is written. In a cluster only the chief (worker 0) restores, checkpoints and
+    summarises; every worker logs and checks. session: the ConfigProto; sync: the
+    cluster.SyncReplicas that wrapped the optimiser, if any; logger: the step_logger to use
+    (default: a new one).
+    """
+    is_chief = cl is None or cl.task_index == 0
+    scaffold = tf.compat.v1.train.Scaffold(summary_op=summary_op)
+    hooks = [tf.compat.v1.train.StopAtStepHook(last_step=config.max_steps),
+             logger or step_logger(config, loss, num_towers, tower_losses)]
+    master = ''
+    if cl is not None:
+        master = server.target
+        hooks += cluster.worker_hooks(cl, session, sync, is_chief)
+        # the ps tasks answer within --cluster_wait_secs, or a one-line error
+        cluster.reach_ps_tasks(cl, master, session, config.cluster.cluster_wait_secs,
+                               config.cluster.ps_hosts or 'TF_CONFIG')
+    if not is_chief:
+        return tf.compat.v1.train.MonitoredSession(
+            session_creator=cluster.WorkerSessionCreator(cl.task_index, scaffold=scaffold,
+                                                         master=master, config=session),
+            hooks=hooks, stop_grace_period_secs=STOP_GRACE_SECS)
+    # Our own checkpoint saver, after the loss check (MonitoredTrainingSession's would run
+    # before it and save the step that diverged).
+    hooks.append(training.checkpoint_saver_hook(config.train_dir, config.checkpoint_steps,
+                                                scaffold))
+    return tf.compat.v1.train.MonitoredTrainingSession(
+        master=master, is_chief=True, checkpoint_dir=config.train_dir, scaffold=scaffold,
+        hooks=hooks, save_checkpoint_steps=None, save_checkpoint_secs=None,
+        save_summaries_steps=config.summary_steps, log_step_count_steps=None, config=session,
+        stop_grace_period_secs=STOP_GRACE_SECS)
+
+
+def run_training(config, train_op, losses, session, summary_op=None, cl=None, server=None,
+                 sync=None):
+    """The training loop: runs train_op in a training_session until the global step reaches
+    max_steps. losses: every tower's loss (the last one is logged). Raises
+    training.DivergedError on a NaN or Inf loss, and training.CheckpointMismatchError when the
+    checkpoint in train_dir is not this model's."""
+    local_steps = 0
+    logger = step_logger(config, losses[-1], len(losses), losses)
+    latest = tf.train.latest_checkpoint(config.train_dir)
+    if latest and (cl is None or cl.task_index == 0):  # what the chief will restore
+        training.check_checkpoint(
+            latest, {v.op.name: v for v in tf.compat.v1.global_variables()}, 'this model',
+            '; use --fresh or another --train_dir')
+    try:
+        with training_session(config, losses[-1], session, len(losses), summary_op, cl,
+                              server, sync, logger=logger) as mon_sess:
+            while not mon_sess.should_stop():
+                mon_sess.run(train_op)
+                local_steps += 1
+            if cl is not None:  # before closing, whose queue-runner threads may complain
+                print('worker %d: %d local steps' % (cl.task_index, local_steps), flush=True)
+    except tf.errors.InvalidArgumentError as e:
+        diverged = training.divergence_in_summary(e, logger.step)
+        if diverged is None:
+            _raise_if_checkpoint_mismatch(config.train_dir, e)
+            raise
+        raise diverged from None
+    except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
+        _raise_if_checkpoint_mismatch(config.train_dir, e)
+        raise
+
+
+def _raise_if_checkpoint_mismatch(train_dir, error):
+    """Raises CheckpointMismatchError for a restore error of the checkpoint in train_dir."""
+    latest = tf.train.latest_checkpoint(train_dir)
+    if latest and 'checkpoint' in str(error).lower():
+        raise training.CheckpointMismatchError(
+            'the checkpoint %s does not match this model (%s); use --fresh or another '
+            '--train_dir' % (latest, training.first_line(error))) from None
+
+
+def run(config, record, build_graph, multi_tower=False):
+    """Trains as config says (as one worker of a cluster, if it describes one).
+
+    record: the run's training.flags_record, saved in train_dir. build_graph(config,
+    batches_dir, devices, wrap_optimizer) builds the training graph in the default graph and
+    returns (train_op, every tower's loss, summary_op or None for all summaries); devices are
+    the towers' (multi_tower) or None; wrap_optimizer, when not None, must wrap the optimiser.
+    With multi_tower the graph is built on the CPU and the towers go to their devices.
+    """
+    cl = cluster.join(config.cluster)  # a ps task serves its variables here, never returning
+    devices, session = session_config(config, multi_tower)
+    server = cluster.worker_server(cl, session)
+    batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
+    if cl is None or cl.task_index == 0:  # the chief starts train_dir
+        training.start_run_dir(config.train_dir, config.fresh, record, config.model_flags())
+    sync = cluster.SyncReplicas(cl) if cl is not None and config.cluster.sync_replicas else None
+    # Tower devices carry no job: in a cluster the replica device setter completes them with
+    # this worker, and sends the variables (pinned to /cpu:0) to the ps tasks.
+    with training.seeded_graph(config.seed), \
+            cluster.graph_device(cl, '/cpu:0' if multi_tower else None):
+        train_op, losses, summary_op = build_graph(config, batches_dir, devices,
+                                                   sync.wrap if sync else None)
+        run_training(config, train_op, losses, session, summary_op, cl, server, sync)
