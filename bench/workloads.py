@@ -175,8 +175,8 @@ def cifar10(variant, workdir):
             tower_inputs = list(zip(tf.split(inputs_[0], len(devices)),
                                     tf.split(inputs_[1], len(devices))))
             train_op, _, _ = towers.build_towers(tower_inputs, devices, global_step,
-                                                 config.hparams(), config.use_fp16,
-                                                 config.conv21)
+                                                 config.hparams(), config.model.use_fp16,
+                                                 config.model.conv21)
             return train_op, None
         return _fed(build, images, labels, session)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)

@@ -27,6 +27,7 @@ import tensorflow as tf
 from cifar10 import inputs
 from cifar10 import model
 from cifar10 import trainer
+from common import config as config_lib
 from common import data
 from common import training
 
@@ -39,41 +40,18 @@ EVAL_RECORDS = {'test': 10000, 'train_eval': 50000}
 @dataclasses.dataclass(frozen=True)
 class Config:
     """An evaluator: one field per flag (the original's names and defaults)."""
-    eval_dir: str = '/tmp/cifar10_eval'
-    eval_data: str = 'test'
-    checkpoint_dir: str = '/tmp/cifar10_train'
-    eval_interval_secs: int = 60 * 5
-    num_examples: int = 10000
-    run_once: bool = False
-    batch_size: int = trainer.DEFAULTS.batch_size
-    data_dir: str = trainer.DEFAULTS.data_dir
-    use_fp16: bool = False
-    conv21: bool = False
-
-    @classmethod
-    def from_flags(cls, flag_values):
-        """The Config of the parsed flags (--data_dir resolved as for the trainers)."""
-        values = {f.name: flag_values[f.name].value for f in dataclasses.fields(cls)
-                  if f.name != 'data_dir'}
-        return cls(data_dir=data.resolve_data_dir('cifar10', flag_values.data_dir,
-                                                  flag_values['data_dir'].present), **values)
-
-
-DEFAULTS = Config()
-
-
-def define_flags():
-    trainer.define_model_flags()
-    flags.DEFINE_string('eval_dir', DEFAULTS.eval_dir, 'Directory where to write event logs.')
-    flags.DEFINE_enum('eval_data', DEFAULTS.eval_data, ['test', 'train_eval'],
-                      "Either 'test' or 'train_eval'.")
-    flags.DEFINE_string('checkpoint_dir', DEFAULTS.checkpoint_dir,
-                        'Directory where to read model checkpoints.')
-    flags.DEFINE_integer('eval_interval_secs', DEFAULTS.eval_interval_secs,
-                         'How often to run the eval.', lower_bound=1)
-    flags.DEFINE_integer('num_examples', DEFAULTS.num_examples, 'Number of examples to run.',
-                         lower_bound=1)
-    flags.DEFINE_boolean('run_once', DEFAULTS.run_once, 'Whether to run eval only once.')
+    eval_dir: str = config_lib.flag('/tmp/cifar10_eval', 'Directory where to write event logs.')
+    eval_data: str = config_lib.flag('test', "Either 'test' or 'train_eval'.",
+                                     enum=['test', 'train_eval'])
+    checkpoint_dir: str = config_lib.flag('/tmp/cifar10_train',
+                                          'Directory where to read model checkpoints.')
+    eval_interval_secs: int = config_lib.flag(60 * 5, 'How often to run the eval.',
+                                              lower_bound=1)
+    num_examples: int = config_lib.flag(10000, 'Number of examples to run.', lower_bound=1)
+    run_once: bool = config_lib.flag(False, 'Whether to run eval only once.')
+    batch_size: int = trainer.batch_size_flag()
+    data_dir: str = trainer.data_dir_flag()
+    model: trainer.Model = trainer.Model()
 
 
 def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_examples, batch_size,
@@ -121,17 +99,6 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
     return precision
 
 
-def take_model_flags(config, given):
-    """config with the model flags not given on the command line (`given`: their names) set
-    to the trainer's, from the flags it saved in checkpoint_dir (saying so in one line).
-    Raises CheckpointMismatchError for a model flag given with another value than the
-    trainer's."""
-    values = training.take_model_flags(
-        config.checkpoint_dir, {name: getattr(config, name) for name in trainer.MODEL_FLAGS},
-        given)
-    return dataclasses.replace(config, **values)
-
-
 def wait_for_checkpoint(config):
     """The latest checkpoint in checkpoint_dir, waiting for the first one (saying so once)
     unless run_once."""
@@ -160,13 +127,14 @@ def evaluate(config, given=()):
                                 config.eval_data))
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     ckpt_path = wait_for_checkpoint(config)
-    config = take_model_flags(config, given)
+    config = dataclasses.replace(config, model=trainer.Model(**training.take_model_flags(
+        config.checkpoint_dir, config.model.as_dict(), given)))
     session = tf.compat.v1.ConfigProto()
     session.gpu_options.allow_growth = True  # leave the card's memory to the trainer beside us
     with tf.Graph().as_default() as g:
         images, labels = inputs.inputs(EVAL_FILES[config.eval_data](batches_dir),
                                        config.batch_size, EVAL_RECORDS[config.eval_data])
-        logits = model.inference(images, config.use_fp16, config.conv21)
+        logits = model.inference(images, config.model.use_fp16, config.model.conv21)
         top_k_op = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
         variables = model.variables_to_restore()
         saver = tf.compat.v1.train.Saver(variables)
@@ -190,8 +158,12 @@ def evaluate(config, given=()):
 
 def main(argv):
     del argv
-    evaluate(Config.from_flags(FLAGS),
-             given={name for name in trainer.MODEL_FLAGS if FLAGS[name].present})
+    evaluate(config_lib.from_flags(Config, FLAGS, 'cifar10'),
+             config_lib.given(FLAGS, trainer.MODEL_FLAGS))
+
+
+def define_flags():
+    config_lib.define_flags(Config)
 
 
 if __name__ == '__main__':

@@ -41,7 +41,7 @@ def define_flags():
 
 def main(argv):
     del argv
-    train(trainer.Config.from_flags(FLAGS), training.flags_record(FLAGS))
+    train(trainer.from_flags(FLAGS), training.flags_record(FLAGS))
 
 
 if __name__ == '__main__':

@@ -43,6 +43,7 @@ import tensorflow as tf
 from cifar10 import inputs
 from cifar10 import model
 from cifar10 import trainer
+from common import config as config_lib
 from common import data
 from common import serving
 from common import training
@@ -56,38 +57,21 @@ TRAINERS = 'cifar10/train.py or cifar10/multi_gpu_train.py'
 @dataclasses.dataclass(frozen=True)
 class Config:
     """What to classify with, and what else to do: one field per flag."""
-    checkpoint_dir: str = trainer.DEFAULTS.train_dir
-    checkpoint: str = None
-    export_dir: str = None
-    sample_grid: str = None
-    data_dir: str = trainer.DEFAULTS.data_dir
-    use_fp16: bool = False
-    conv21: bool = False
-
-    @classmethod
-    def from_flags(cls, flag_values):
-        """The Config of the parsed flags (--data_dir resolved as for the trainers)."""
-        values = {f.name: flag_values[f.name].value for f in dataclasses.fields(cls)
-                  if f.name != 'data_dir'}
-        return cls(data_dir=data.resolve_data_dir('cifar10', flag_values.data_dir,
-                                                  flag_values['data_dir'].present), **values)
+    checkpoint_dir: str = config_lib.flag(
+        '/tmp/cifar10_train', 'The trainer\'s --train_dir: its latest checkpoint is used.')
+    checkpoint: str = config_lib.flag(None, 'One checkpoint to use instead of the latest, e.g. '
+                                            '/tmp/cifar10_train/model.ckpt-50000.')
+    export_dir: str = config_lib.flag(None, 'Also write the model as a SavedModel for '
+                                            'TensorFlow Serving, in <export_dir>/<global step>/.')
+    sample_grid: str = config_lib.flag(
+        None, 'Also draw the first 16 test images in a 4x4 grid with their predicted and true '
+        'classes (wrong ones in red) into this PNG file (needs matplotlib).')
+    data_dir: str = trainer.data_dir_flag()
+    model: trainer.Model = trainer.Model()
 
 
 def define_flags():
-    trainer.define_data_and_model_flags()
-    flags.adopt_module_key_flags(trainer)  # --data_dir, --conv21, --use_fp16 in --help
-    flags.DEFINE_string('checkpoint_dir', Config.checkpoint_dir,
-                        'The trainer\'s --train_dir: its latest checkpoint is used.')
-    flags.DEFINE_string('checkpoint', None,
-                        'One checkpoint to use instead of the latest, e.g. '
-                        '/tmp/cifar10_train/model.ckpt-50000.')
-    flags.DEFINE_string('export_dir', None,
-                        'Also write the model as a SavedModel for TensorFlow Serving, in '
-                        '<export_dir>/<global step>/.')
-    flags.DEFINE_string('sample_grid', None,
-                        'Also draw the first 16 test images in a 4x4 grid with their predicted '
-                        'and true classes (wrong ones in red) into this PNG file (needs '
-                        'matplotlib).')
+    config_lib.define_flags(Config)
 
 
 def prepare_images(images):
@@ -176,17 +160,17 @@ def predict(config, paths, given=()):
                                           'checkpoint_dir', TRAINERS)
     where = ('--checkpoint=%s' % ckpt_path if config.checkpoint
              else '--checkpoint_dir=%s' % config.checkpoint_dir)
-    config = dataclasses.replace(config, **training.take_model_flags(
-        os.path.dirname(ckpt_path), {name: getattr(config, name) for name in trainer.MODEL_FLAGS},
-        given, where))
+    config = dataclasses.replace(config, model=trainer.Model(**training.take_model_flags(
+        os.path.dirname(ckpt_path), config.model.as_dict(), given, where)))
     class_names, batches_dir = class_names_from_data(config.data_dir)
     step = training.checkpoint_global_step(ckpt_path)
     with tf.Graph().as_default():
-        classifier, variables = build_classifier(class_names, config.use_fp16, config.conv21)
+        classifier, variables = build_classifier(class_names, config.model.use_fp16,
+                                                 config.model.conv21)
         with tf.compat.v1.Session() as sess:
             serving.restore(sess, ckpt_path, variables,
                             'the CIFAR-10 model (--conv21=%s --use_fp16=%s)'
-                            % (config.conv21, config.use_fp16),
+                            % (config.model.conv21, config.model.use_fp16),
                             '; expected a checkpoint of %s' % TRAINERS)
             print('Classifying with %s (global step %d): the moving averages of the weights'
                   % (ckpt_path, step), flush=True)
@@ -211,8 +195,8 @@ def main(argv):
     if not paths and not FLAGS.export_dir and not FLAGS.sample_grid:
         sys.exit('error: nothing to do: give image files to classify, --export_dir or '
                  '--sample_grid (see --help)')
-    failed = predict(Config.from_flags(FLAGS), paths,
-                     given={name for name in trainer.MODEL_FLAGS if FLAGS[name].present})
+    failed = predict(config_lib.from_flags(Config, FLAGS, 'cifar10'), paths,
+                     config_lib.given(FLAGS, trainer.MODEL_FLAGS))
     return 1 if failed else None
 
 

@@ -149,4 +149,4 @@ def build_training_graph(config, batches_dir, devices, wrap_optimizer=None):
             return batch_queue.dequeue()
 
     return build_towers([dequeue] * len(devices), devices, global_step, config.hparams(),
-                        config.use_fp16, config.conv21, wrap_optimizer)
+                        config.model.use_fp16, config.model.conv21, wrap_optimizer)

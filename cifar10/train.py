@@ -32,7 +32,7 @@ def build_graph(config, batches_dir, devices, wrap_optimizer):
         images, labels = inputs.training_batches(batches_dir, config.batch_size,
                                                  config.min_fraction_of_examples_in_queue,
                                                  config.input_pipeline)
-    logits = model.inference(images, config.use_fp16, config.conv21)
+    logits = model.inference(images, config.model.use_fp16, config.model.conv21)
     loss = model.loss(logits, labels)
     train_op = model.train(loss, global_step, wrap_optimizer=wrap_optimizer, **config.hparams())
     return train_op, [loss], None
@@ -45,7 +45,7 @@ def train(config, record):
 
 def main(argv):
     del argv
-    train(trainer.Config.from_flags(FLAGS), training.flags_record(FLAGS))
+    train(trainer.from_flags(FLAGS), training.flags_record(FLAGS))
 
 
 if __name__ == '__main__':

@@ -13,13 +13,13 @@ resume, checkpoints, summaries, the step log line and the divergence check.
 
 import dataclasses
 
-from absl import flags
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
-from cifar10 import model
+from cifar10 import model as model_lib
 from cifar10 import towers
 from common import cluster
+from common import config as config_lib
 from common import data
 from common import training
 
@@ -27,43 +27,70 @@ from common import training
 # runner can stay blocked once the other workers have stopped: don't wait the default 120 s.
 STOP_GRACE_SECS = 10
 
-MODEL_FLAGS = ('conv21', 'use_fp16')  # the flags that change the model's variables
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """The flags that change the model's variables: a checkpoint is of one Model."""
+    conv21: bool = config_lib.flag(False, 'Add the report\'s third conv layer conv21 '
+                                          '(optimiser case 1).')
+    use_fp16: bool = config_lib.flag(False, 'Train the model using fp16.')
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+MODEL_FLAGS = tuple(f.name for f in dataclasses.fields(Model))
+
+
+def data_dir_flag():
+    """--data_dir: the trainers', the evaluator's and predict.py's."""
+    return config_lib.flag('/tmp/cifar10_data',
+                           'Path to the CIFAR-10 data directory (default: '
+                           '$TF_CLASSICS_DATA/cifar10 when that is set, else /tmp/cifar10_data).')
+
+
+def batch_size_flag():
+    return config_lib.flag(128, 'Number of images to process in a batch.', lower_bound=1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A CIFAR-10 training run: one field per flag (the originals' names and defaults)."""
-    train_dir: str = '/tmp/cifar10_train'
-    data_dir: str = '/tmp/cifar10_data'
-    batch_size: int = 128
-    use_fp16: bool = False
-    conv21: bool = False
-    max_steps: int = 1000000
-    num_gpus: int = 1
-    log_device_placement: bool = False
-    log_frequency: int = 10
-    checkpoint_steps: int = 1000
-    summary_steps: int = 100
-    min_fraction_of_examples_in_queue: float = 0.4
-    optimizer: str = 'sgd'
-    initial_learning_rate: float = model.INITIAL_LEARNING_RATE
-    learning_rate_decay_factor: float = model.LEARNING_RATE_DECAY_FACTOR
-    num_epochs_per_decay: float = model.NUM_EPOCHS_PER_DECAY
-    fresh: bool = False
-    seed: int = None
-    input_pipeline: str = 'queue'
-    xla: bool = False
-    cluster: cluster.Settings = cluster.Settings()
-
-    @classmethod
-    def from_flags(cls, flag_values):
-        """The Config of the parsed flags; --data_dir resolved as the data module says
-        (given, else $TF_CLASSICS_DATA/cifar10, else the default)."""
-        values = {f.name: flag_values[f.name].value for f in dataclasses.fields(cls)
-                  if f.name not in ('cluster', 'data_dir') and f.name in flag_values}
-        return cls(data_dir=data.resolve_data_dir('cifar10', flag_values.data_dir,
-                                                  flag_values['data_dir'].present),
-                   cluster=cluster.Settings.from_flags(flag_values), **values)
+    """A CIFAR-10 training run: one field per flag (the originals' names and defaults, plus
+    the report's changes)."""
+    train_dir: str = config_lib.flag('/tmp/cifar10_train',
+                                     'Directory where to write event logs and checkpoints.')
+    data_dir: str = data_dir_flag()
+    batch_size: int = batch_size_flag()
+    model: Model = Model()
+    max_steps: int = config_lib.flag(1000000, 'Number of batches to run.', lower_bound=0)
+    num_gpus: int = 1  # multi_gpu_train.py's --num_gpus
+    log_device_placement: bool = config_lib.flag(False, 'Whether to log device placement.')
+    log_frequency: int = config_lib.flag(10, 'How often to log results to the console.',
+                                         lower_bound=1)
+    checkpoint_steps: int = config_lib.flag(1000, 'Save a checkpoint every this many steps.',
+                                            lower_bound=1)
+    summary_steps: int = config_lib.flag(100, 'Write summaries every this many steps.',
+                                         lower_bound=1)
+    min_fraction_of_examples_in_queue: float = config_lib.flag(
+        0.4, 'Fraction of the 50,000 training images the shuffle queue holds before training '
+        'starts.', lower_bound=0.0, upper_bound=1.0)
+    optimizer: str = config_lib.flag('sgd', 'sgd (the tutorial) or adam.', enum=['sgd', 'adam'])
+    initial_learning_rate: float = config_lib.flag(model_lib.INITIAL_LEARNING_RATE,
+                                                   'Initial learning rate.', lower_bound=0.0)
+    learning_rate_decay_factor: float = config_lib.flag(model_lib.LEARNING_RATE_DECAY_FACTOR,
+                                                        'Learning rate decay factor.',
+                                                        lower_bound=0.0)
+    num_epochs_per_decay: float = config_lib.flag(model_lib.NUM_EPOCHS_PER_DECAY,
+                                                  'Epochs after which the learning rate decays.',
+                                                  lower_bound=0.0)
+    fresh: bool = config_lib.flag(False, 'Move an existing train_dir aside and start over '
+                                         'instead of resuming.')
+    seed: int = config_lib.flag(None, 'Graph-level random seed.')
+    input_pipeline: str = config_lib.flag(
+        'queue', 'Training input: the original\'s queues and queue runners, or tf.data (same '
+        'distortions and shuffling).', enum=['queue', 'dataset'])
+    xla: bool = config_lib.flag(False, 'Compile the model with XLA (global JIT). For GPUs; on a '
+                                       'CPU TensorFlow leaves a v1 session unchanged.')
+    cluster: 'cluster.Settings' = cluster.DEFAULTS
 
     def hparams(self):
         """The model and optimiser settings model.py's train and the towers take."""
@@ -72,68 +99,18 @@ class Config:
                     decay_factor=self.learning_rate_decay_factor,
                     num_epochs_per_decay=self.num_epochs_per_decay)
 
-    def model_flags(self):
-        """{name: value} of the flags that change the model's variables."""
-        return {name: getattr(self, name) for name in MODEL_FLAGS}
-
 
 DEFAULTS = Config()
 
 
-def define_data_and_model_flags():
-    """--data_dir, --use_fp16, --conv21: what rebuilds a trained model (predict.py too)."""
-    flags.DEFINE_string('data_dir', DEFAULTS.data_dir,
-                        'Path to the CIFAR-10 data directory (default: $TF_CLASSICS_DATA/cifar10 '
-                        'when that is set, else /tmp/cifar10_data).')
-    flags.DEFINE_boolean('use_fp16', DEFAULTS.use_fp16, 'Train the model using fp16.')
-    flags.DEFINE_boolean('conv21', DEFAULTS.conv21,
-                         'Add the report\'s third conv layer conv21 (optimiser case 1).')
-
-
-def define_model_flags():
-    """Flags of the model library (the original cifar10.py's), shared with eval.py."""
-    flags.DEFINE_integer('batch_size', DEFAULTS.batch_size,
-                         'Number of images to process in a batch.', lower_bound=1)
-    define_data_and_model_flags()
-
-
 def define_flags():
-    """The trainers' flags: the originals' names and defaults, plus the report's changes."""
-    define_model_flags()
-    flags.DEFINE_string('train_dir', DEFAULTS.train_dir,
-                        'Directory where to write event logs and checkpoints.')
-    flags.DEFINE_integer('max_steps', DEFAULTS.max_steps, 'Number of batches to run.',
-                         lower_bound=0)
-    flags.DEFINE_boolean('log_device_placement', DEFAULTS.log_device_placement,
-                         'Whether to log device placement.')
-    flags.DEFINE_integer('log_frequency', DEFAULTS.log_frequency,
-                         'How often to log results to the console.', lower_bound=1)
-    flags.DEFINE_integer('checkpoint_steps', DEFAULTS.checkpoint_steps,
-                         'Save a checkpoint every this many steps.', lower_bound=1)
-    flags.DEFINE_integer('summary_steps', DEFAULTS.summary_steps,
-                         'Write summaries every this many steps.', lower_bound=1)
-    flags.DEFINE_float('min_fraction_of_examples_in_queue',
-                       DEFAULTS.min_fraction_of_examples_in_queue,
-                       'Fraction of the 50,000 training images the shuffle queue holds before '
-                       'training starts.', lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_enum('optimizer', DEFAULTS.optimizer, ['sgd', 'adam'],
-                      'sgd (the tutorial) or adam.')
-    flags.DEFINE_float('initial_learning_rate', DEFAULTS.initial_learning_rate,
-                       'Initial learning rate.', lower_bound=0.0)
-    flags.DEFINE_float('learning_rate_decay_factor', DEFAULTS.learning_rate_decay_factor,
-                       'Learning rate decay factor.', lower_bound=0.0)
-    flags.DEFINE_float('num_epochs_per_decay', DEFAULTS.num_epochs_per_decay,
-                       'Epochs after which the learning rate decays.', lower_bound=0.0)
-    flags.DEFINE_boolean('fresh', DEFAULTS.fresh,
-                         'Move an existing train_dir aside and start over instead of resuming.')
-    flags.DEFINE_integer('seed', DEFAULTS.seed, 'Graph-level random seed.')
-    flags.DEFINE_enum('input_pipeline', DEFAULTS.input_pipeline, ['queue', 'dataset'],
-                      'Training input: the original\'s queues and queue runners, or tf.data '
-                      '(same distortions and shuffling).')
-    flags.DEFINE_boolean('xla', DEFAULTS.xla,
-                         'Compile the model with XLA (global JIT). For GPUs; on a CPU '
-                         'TensorFlow leaves a v1 session unchanged.')
-    cluster.define_flags()
+    """The trainers' flags (multi_gpu_train.py adds --num_gpus)."""
+    config_lib.define_flags(Config)
+
+
+def from_flags(flag_values):
+    """The Config of the parsed flags, in a trainer's main."""
+    return config_lib.from_flags(Config, flag_values, 'cifar10')
 
 
 def session_config(config, multi_tower):
@@ -254,7 +231,8 @@ def run(config, record, build_graph, multi_tower=False):
     server = cluster.worker_server(cl, session)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     if cl is None or cl.task_index == 0:  # the chief starts train_dir
-        training.start_run_dir(config.train_dir, config.fresh, record, config.model_flags())
+        training.start_run_dir(config.train_dir, config.fresh, record,
+                               config.model.as_dict())
     sync = cluster.SyncReplicas(cl) if cl is not None and config.cluster.sync_replicas else None
     # Tower devices carry no job: in a cluster the replica device setter completes them with
     # this worker, and sends the variables (pinned to /cpu:0) to the ps tasks.

@@ -34,8 +34,9 @@ import sys
 import threading
 import time
 
-from absl import flags
 import tensorflow as tf
+
+from common import config
 
 Cluster = collections.namedtuple('Cluster', 'spec job_name task_index num_workers')
 
@@ -46,39 +47,22 @@ class ClusterError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The cluster flags' values (all empty: local training, unless $TF_CONFIG says more)."""
-    ps_hosts: str = ''
-    worker_hosts: str = ''
-    job_name: str = None
-    task_index: int = 0
-    sync_replicas: bool = False
-    cluster_wait_secs: int = 120
-
-    @classmethod
-    def from_flags(cls, flag_values):
-        return cls(**{f.name: flag_values[f.name].value for f in dataclasses.fields(cls)})
+    """The cluster flags, the TF1 ones plus --sync_replicas and a bounded wait for the cluster
+    (all empty: local training, unless $TF_CONFIG says more)."""
+    ps_hosts: str = config.flag('', 'Comma-separated host:port list of the ps tasks.')
+    worker_hosts: str = config.flag('', 'Comma-separated host:port list of the workers.')
+    job_name: str = config.flag(None, 'This task\'s job: ps or worker.', enum=['ps', 'worker'])
+    task_index: int = config.flag(0, 'Index of this task within its job.', lower_bound=0)
+    sync_replicas: bool = config.flag(False, 'Aggregate every worker\'s gradients before each '
+                                             'update (SyncReplicasOptimizer); default: '
+                                             'asynchronous updates.')
+    cluster_wait_secs: int = config.flag(
+        120, 'Give up, with an error, when the ps tasks cannot be reached within this many '
+        'seconds (a worker then waits for the chief as long as it takes, saying so every 30 s).',
+        lower_bound=1)
 
 
 DEFAULTS = Settings()
-
-
-def define_flags():
-    """The TF1 cluster flags, plus --sync_replicas and a bounded wait for the cluster."""
-    flags.DEFINE_string('ps_hosts', DEFAULTS.ps_hosts,
-                        'Comma-separated host:port list of the ps tasks.')
-    flags.DEFINE_string('worker_hosts', DEFAULTS.worker_hosts,
-                        'Comma-separated host:port list of the workers.')
-    flags.DEFINE_enum('job_name', DEFAULTS.job_name, ['ps', 'worker'],
-                      'This task\'s job: ps or worker.')
-    flags.DEFINE_integer('task_index', DEFAULTS.task_index, 'Index of this task within its job.',
-                         lower_bound=0)
-    flags.DEFINE_boolean('sync_replicas', DEFAULTS.sync_replicas,
-                         'Aggregate every worker\'s gradients before each update '
-                         '(SyncReplicasOptimizer); default: asynchronous updates.')
-    flags.DEFINE_integer('cluster_wait_secs', DEFAULTS.cluster_wait_secs,
-                         'Give up, with an error, when the ps tasks cannot be reached within '
-                         'this many seconds (a worker then waits for the chief as long as it '
-                         'takes, saying so every 30 s).', lower_bound=1)
 
 
 def from_settings(settings):

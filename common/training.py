@@ -1,6 +1,6 @@
-"""What the training scripts share: tower devices, gradient averaging, the step log line,
-the divergence check, the train directory (resume, --fresh), the saved flags of each run and
-the one-line errors of a script's main."""
+"""What the training scripts share: the step log line, the divergence check, the run
+directory's start (resume, --fresh, the saved flags of each run, the graph-level seed), the
+checkpoint checks and the one-line errors of every script's main."""
 
 import contextlib
 import datetime
@@ -19,49 +19,6 @@ from common import data
 
 # The original's log line, every log_frequency steps.
 STEP_LOG_FORMAT = '%s: step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)'
-
-
-def tower_devices(num_towers, log_device_placement=False):
-    """Chooses a device per tower and the session config that makes those devices exist.
-
-    Towers go to /gpu:0..N-1 when that many GPUs are visible. Otherwise they go to N logical
-    CPU devices (/cpu:0..N-1, `ConfigProto(device_count={'CPU': N})`), with one warning line,
-    so that the multi-tower code path runs, and is tested, on a CPU-only machine. Soft
-    placement stays off there: it would silently put every tower on /cpu:0.
-
-    Returns (devices, config).
-    """
-    gpus = tf.config.list_physical_devices('GPU')
-    if len(gpus) >= num_towers:
-        devices = ['/gpu:%d' % i for i in range(num_towers)]
-        config = tf.compat.v1.ConfigProto(allow_soft_placement=True,
-                                          log_device_placement=log_device_placement)
-        # Take GPU memory as needed, so that eval.py runs beside training on the same card.
-        config.gpu_options.allow_growth = True
-        return devices, config
-    print('WARNING: %d GPU(s) visible for %d tower(s): running the towers on %d logical CPU '
-          'device(s) instead' % (len(gpus), num_towers, num_towers), file=sys.stderr, flush=True)
-    devices = ['/cpu:%d' % i for i in range(num_towers)]
-    config = tf.compat.v1.ConfigProto(device_count={'CPU': num_towers},
-                                      allow_soft_placement=False,
-                                      log_device_placement=log_device_placement)
-    return devices, config
-
-
-def average_gradients(tower_grads):
-    """Averages each variable's gradient over the towers.
-
-    Args:
-      tower_grads: one list of (gradient, variable) per tower, variables in the same order.
-    Returns:
-      a list of (mean gradient, variable): the mean over towers of each variable's gradient.
-    """
-    average_grads = []
-    for grad_and_vars in zip(*tower_grads):
-        grads = [tf.expand_dims(g, 0) for g, _ in grad_and_vars]
-        grad = tf.reduce_mean(tf.concat(grads, 0), 0)
-        average_grads.append((grad, grad_and_vars[0][1]))
-    return average_grads
 
 
 class DivergedError(Exception):

@@ -16,7 +16,8 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from cifar10 import inputs
 from cifar10 import model
-from cifar10 import multi_gpu_train
+from cifar10 import towers
+from cifar10 import trainer
 from common import data
 from common import training
 from conftest import default_sigint
@@ -146,7 +147,7 @@ def test_average_gradients_is_the_mean():
     with tf.Graph().as_default():
         v = tf.Variable([0.0, 0.0])
         tower_grads = [[(tf.constant([1.0, 2.0]), v)], [(tf.constant([3.0, 6.0]), v)]]
-        (grad, var), = training.average_gradients(tower_grads)
+        (grad, var), = towers.average_gradients(tower_grads)
         assert var is v
         with tf.compat.v1.Session() as sess:
             assert sess.run(grad).tolist() == [2.0, 4.0]
@@ -162,8 +163,9 @@ def _one_step(num_towers, images, labels, init=None):
         tower_inputs = list(zip(tf.split(tf.constant(images), num_towers),
                                 tf.split(tf.constant(labels), num_towers)))
         devices = ['/cpu:%d' % i for i in range(num_towers)]
-        train_op, _, summary_op = multi_gpu_train.build_towers(
-            tower_inputs, devices, global_step, batch_size=len(images) // num_towers)
+        train_op, _, summary_op = towers.build_towers(
+            tower_inputs, devices, global_step,
+            dict(trainer.DEFAULTS.hparams(), batch_size=len(images) // num_towers))
         variables = tf.compat.v1.trainable_variables()
         config = tf.compat.v1.ConfigProto(device_count={'CPU': 2}, allow_soft_placement=False)
         with tf.compat.v1.Session(config=config) as sess:
@@ -612,3 +614,61 @@ def test_the_evaluator_polls_beside_a_trainer_that_rotates_its_checkpoints(tmp_p
     assert 'Traceback' not in text and 'error:' not in text
     assert 120 in steps and len(steps) >= 2 and len(steps) == len(set(steps)), steps
     assert 'Interrupted: evaluator stopped.' in text
+
+
+TOWER_LOSSES = """
+import dataclasses, json, sys
+import common
+import tensorflow as tf
+from cifar10 import towers, trainer
+from common import data, training
+config = dataclasses.replace(trainer.DEFAULTS, num_gpus=2, seed=1, input_pipeline='dataset',
+                             min_fraction_of_examples_in_queue=0.01,
+                             data_dir=data.resolve_data_dir('cifar10', '', False))
+devices, session = trainer.session_config(config, multi_tower=True)
+batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
+out = []
+with training.seeded_graph(config.seed), tf.device('/cpu:0'):
+    train_op, losses, _ = towers.build_training_graph(config, batches_dir, devices)
+    with tf.compat.v1.Session(config=session) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        coord = tf.compat.v1.train.Coordinator()
+        threads = tf.compat.v1.train.start_queue_runners(sess, coord)
+        for _ in range(20):
+            out.append(sorted(float(x) for x in sess.run([train_op, losses])[1]))
+        coord.request_stop()
+        coord.join(threads, stop_grace_period_secs=5)
+print('@@', json.dumps(out))
+"""
+
+
+def test_the_first_20_losses_are_those_of_the_code_before_the_layout_change(tmp_path):
+    """The same seed gives the same first 20 losses as the code before the trainers became a
+    library (tests/data/cifar10_first_losses.json: commit, machine, flags). Deterministic
+    input (tf.data, seeded) and kernels (TF_DETERMINISTIC_OPS=1, oneDNN off). train.py: its
+    event files' `total_loss (raw)` at steps 1-20. multi_gpu_train.py with 2 towers: which
+    tower dequeues which of a step's two batches is a race, so each step's pair of tower
+    losses is compared sorted; they come from its graph (towers.build_training_graph) run
+    without summaries, since the input-image summary takes batches in a race too."""
+    with open(os.path.join(os.path.dirname(__file__), 'data', 'cifar10_first_losses.json')) as f:
+        before = json.load(f)
+    env = {'TF_ENABLE_ONEDNN_OPTS': '0', 'TF_DETERMINISTIC_OPS': '1'}
+    assert before['environment'] == env
+    result = run_script('cifar10/train.py', '--train_dir=%s' % tmp_path, '--max_steps=20',
+                        '--summary_steps=1', *before['flags'], env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    acc = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={'scalars': 0})
+    acc.Reload()
+    got = [[e.step, e.value] for e in acc.Scalars('total_loss (raw)')]
+    assert [s for s, _ in got] == [s for s, _ in before['train_py_total_loss_raw']]
+    np.testing.assert_allclose([v for _, v in got],
+                               [v for _, v in before['train_py_total_loss_raw']], rtol=1e-4)
+
+    from conftest import REPO, shared_data_root
+    towers_run = subprocess.run(
+        [sys.executable, '-c', TOWER_LOSSES], cwd=REPO, capture_output=True, text=True,
+        env=dict(os.environ, TF_CLASSICS_DATA=shared_data_root(), TF_CPP_MIN_LOG_LEVEL='2',
+                 **env), timeout=600)
+    assert towers_run.returncode == 0, towers_run.stderr[-3000:]
+    pairs = json.loads(towers_run.stdout.split('@@ ', 1)[1])
+    np.testing.assert_allclose(pairs, before['multi_gpu_two_towers_sorted'], rtol=1e-4)

@@ -186,24 +186,24 @@ def _flags(**kw):
 
 def test_cluster_from_flags_and_tf_config(monkeypatch):
     monkeypatch.delenv('TF_CONFIG', raising=False)
-    assert cluster.from_flags(_flags()) is None
-    cl = cluster.from_flags(_flags(ps_hosts='a:1', worker_hosts='b:1,c:1', job_name='worker',
+    assert cluster.from_settings(_flags()) is None
+    cl = cluster.from_settings(_flags(ps_hosts='a:1', worker_hosts='b:1,c:1', job_name='worker',
                                    task_index=1))
     assert (cl.job_name, cl.task_index, cl.num_workers) == ('worker', 1, 2)
     assert cl.spec.as_dict() == {'ps': ['a:1'], 'worker': ['b:1', 'c:1']}
     with pytest.raises(ValueError, match='task index 2, but only 2 worker'):
-        cluster.from_flags(_flags(ps_hosts='a:1', worker_hosts='b:1,c:1', job_name='worker',
+        cluster.from_settings(_flags(ps_hosts='a:1', worker_hosts='b:1,c:1', job_name='worker',
                                   task_index=2))
     with pytest.raises(ValueError, match=re.escape('--job_name=ps|worker is needed')):
-        cluster.from_flags(_flags(ps_hosts='a:1', worker_hosts='b:1'))
+        cluster.from_settings(_flags(ps_hosts='a:1', worker_hosts='b:1'))
 
     monkeypatch.setenv('TF_CONFIG', '{"cluster": {"ps": ["a:1"], "worker": ["b:1"]}, '
                                     '"task": {"type": "ps", "index": 0}}')
-    cl = cluster.from_flags(_flags())
+    cl = cluster.from_settings(_flags())
     assert (cl.job_name, cl.task_index, cl.num_workers) == ('ps', 0, 1)
     monkeypatch.setenv('TF_CONFIG', '{"cluster": {}}')
     with pytest.raises(ValueError, match='TF_CONFIG is not'):
-        cluster.from_flags(_flags())
+        cluster.from_settings(_flags())
 
 
 def test_a_workers_step_line_counts_its_own_steps_and_skips_no_multiple(monkeypatch, capsys):
