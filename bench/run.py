@@ -54,8 +54,8 @@ def define_flags():
     flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
     flags.DEFINE_string('data_dir', None,
                         'Folder holding mnist/ and cifar10/ (default: $TF_CLASSICS_DATA, else '
-                        '../shared/data beside the repository, else the scripts\' own '
-                        'defaults, downloading there).')
+                        '../shared/data beside the repository, else ./data in it, '
+                        'downloading there).')
     flags.register_validator('models', lambda v: v and set(v) <= set(bench.MODELS),
                              '--models: expected a comma-separated list of %s'
                              % ', '.join(bench.MODELS))

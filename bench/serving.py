@@ -40,7 +40,7 @@ def define_flags():
                        lower_bound=0.0)
     flags.DEFINE_string('data_dir', None,
                         'Folder holding cifar10/ and mnist/ (default: $TF_CLASSICS_DATA, else '
-                        '/tmp/cifar10_data and /tmp/mnist_data).')
+                        '../shared/data beside the repository, else ./data in it).')
 
 
 def version_dir(path):
