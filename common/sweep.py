@@ -803,7 +803,9 @@ def write_session_end(run_dir, metric, value, step, wall_seconds, state):
 
 # Starts the script with SIGINT at its default (a shell that backgrounded the sweep leaves it
 # ignored) and dying with the sweep (PR_SET_PDEATHSIG): a killed sweep leaves no trial behind
-# writing into a folder that the next run of the sweep resumes.
+# writing into a folder that the next run of the sweep resumes. Each run is in a session of its
+# own (_start): Ctrl-C reaches the sweep alone, which stops the run with exactly one SIGINT (a
+# second one during TensorFlow's shutdown can abort it).
 _LAUNCHER = r'''
 import ctypes, os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -827,14 +829,22 @@ def _start(cmd, log):
     log.write('$ %s\n' % ' '.join(cmd))
     log.flush()
     return subprocess.Popen([sys.executable, '-c', _LAUNCHER, str(os.getpid())] + cmd, cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT, env=_env())
+                            stdout=log, stderr=subprocess.STDOUT, env=_env(),
+                            start_new_session=True)
+
+
+def _interrupt(proc):
+    """One SIGINT to a run (Ctrl-C for it), never a second."""
+    if proc is not None and proc.poll() is None and not getattr(proc, 'interrupted', False):
+        proc.interrupted = True
+        proc.send_signal(signal.SIGINT)
 
 
 def _stop(proc, wait=60):
     """Stops a run as Ctrl-C would (its checkpoints are kept), then harder."""
     if proc is None or proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGINT)
+    _interrupt(proc)
     try:
         proc.wait(timeout=wait)
     except subprocess.TimeoutExpired:
@@ -890,8 +900,7 @@ class Stopping(object):
             sys.exit(130)
         self.requested = True
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+            _interrupt(proc)
 
 
 RunResult = collections.namedtuple('RunResult', 'state value step wall last_line')
@@ -1160,7 +1169,7 @@ def summary(study):
         state = outcome(t)
         original = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
         if original is not None:
-            state += ' (resumed trial %d)' % original
+            state += ' (%s trial %d)' % ('resumes' if state == 'waiting' else 'resumed', original)
         steps = t.user_attrs.get('steps')
         lines.append('| %d | %s | %s | %s | %s | %s |' % (
             t.number, flags_text, _fmt(figure(t), t.user_attrs.get('std')),
