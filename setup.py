@@ -17,7 +17,10 @@ setup(
         # The GPU build of the same TensorFlow release (uninstall tensorflow-cpu first).
         'gpu': ['tensorflow[and-cuda]==2.21.0'],
         'plot': ['matplotlib'],  # mnist/mlp.py --plot_samples
-        'test': ['pytest', 'matplotlib'],
+        # python -m common.sweep (never needed to train). 4.9 brought the names it uses
+        # (RetryHeartbeatStaleTrialCallback); tested with 5.0.
+        'sweep': ['optuna>=4.9'],
+        'test': ['pytest', 'matplotlib', 'optuna>=4.9'],
         # python -m bench: the peers. PyTorch's CPU build: pip install torch==2.13.0 (plain
         # 'torch' from PyPI is a CUDA build of several GB).
         'bench': ['keras>=3', 'torch==2.13.0'],
