@@ -52,6 +52,7 @@ class Config:
     batch_size: int = trainer.batch_size_flag()
     data_dir: str = trainer.data_dir_flag()
     model: trainer.Model = trainer.Model()
+    precision: str = training.precision_flag()
 
 
 def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_examples, batch_size,
@@ -131,6 +132,7 @@ def evaluate(config, given=()):
         config.checkpoint_dir, config.model.as_dict(), given)))
     session = tf.compat.v1.ConfigProto()
     session.gpu_options.allow_growth = True  # leave the card's memory to the trainer beside us
+    training.set_precision(session, config.precision)
     with tf.Graph().as_default() as g:
         images, labels = inputs.inputs(EVAL_FILES[config.eval_data](batches_dir),
                                        config.batch_size, EVAL_RECORDS[config.eval_data])

@@ -88,6 +88,7 @@ class Config:
     input_pipeline: str = config_lib.flag(
         'queue', 'Training input: the original\'s queues and queue runners, or tf.data (same '
         'distortions and shuffling).', enum=['queue', 'dataset'])
+    precision: str = training.precision_flag()
     xla: bool = config_lib.flag(False, 'Compile the model with XLA (global JIT). For GPUs; on a '
                                        'CPU TensorFlow leaves a v1 session unchanged.')
     cluster: 'cluster.Settings' = cluster.DEFAULTS
@@ -116,7 +117,7 @@ def from_flags(flag_values):
 def session_config(config, multi_tower):
     """The devices of the towers (None for the single-device trainer) and the session config:
     the towers' (see towers.tower_devices) or one that takes GPU memory as needed; XLA's
-    global JIT with config.xla."""
+    global JIT with config.xla; the mixed-precision rewrite of config.precision."""
     if multi_tower:
         devices, session = towers.tower_devices(config.num_gpus, config.log_device_placement)
     else:
@@ -126,7 +127,7 @@ def session_config(config, multi_tower):
     if config.xla:
         session.graph_options.optimizer_options.global_jit_level = (
             tf.compat.v1.OptimizerOptions.ON_1)
-    return devices, session
+    return devices, training.set_precision(session, config.precision)
 
 
 def step_logger(config, loss, num_towers=1, tower_losses=None):

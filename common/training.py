@@ -14,11 +14,42 @@ import time
 from absl import flags
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
 
+from common import config
 from common import data
+from common import provenance
 
 # The original's log line, every log_frequency steps.
 STEP_LOG_FORMAT = '%s: step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)'
+
+
+def precision_flag():
+    """--precision, for every trainer and the evaluator."""
+    return config.flag(
+        'fp32', 'Arithmetic of the model\'s ops: fp32, or bf16 (TensorFlow\'s automatic mixed '
+        'precision rewrite: on a CPU oneDNN\'s bfloat16, fast where the CPU has AVX512_BF16 or '
+        'AMX and emulated, slower, where it has not; on a GPU the float16 rewrite). Variables '
+        'and checkpoints stay float32. --use_fp16 is the original\'s float16 model.',
+        enum=['fp32', 'bf16'])
+
+
+def set_precision(session_config, precision):
+    """Turns on the mixed-precision rewrite that --precision=bf16 asks for in session_config
+    (a ConfigProto, changed and returned); says in one line when the CPU will emulate bf16."""
+    if precision != 'bf16':
+        return session_config
+    rewrite = session_config.graph_options.rewrite_options
+    if tf.config.list_physical_devices('GPU'):
+        rewrite.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+        return session_config
+    rewrite.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+    cpu_flags = provenance.hardware_facts()['cpu_flags']
+    if not {'avx512_bf16', 'amx_bf16'} & set(cpu_flags):
+        print('WARNING: --precision=bf16: this CPU has no bfloat16 instructions (AVX512_BF16 '
+              'or AMX): TensorFlow will emulate them, slower than fp32', file=sys.stderr,
+              flush=True)
+    return session_config
 
 
 class DivergedError(Exception):

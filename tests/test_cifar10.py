@@ -672,3 +672,37 @@ def test_the_first_20_losses_are_those_of_the_code_before_the_layout_change(tmp_
     assert towers_run.returncode == 0, towers_run.stderr[-3000:]
     pairs = json.loads(towers_run.stdout.split('@@ ', 1)[1])
     np.testing.assert_allclose(pairs, before['multi_gpu_two_towers_sorted'], rtol=1e-4)
+
+
+def test_precision_bf16_trains_and_the_evaluator_restores_its_checkpoint(tmp_path):
+    train_dir = str(tmp_path / 'train')
+    result = run_script('cifar10/train.py', '--precision=bf16', '--max_steps=3',
+                        '--train_dir=' + train_dir, '--min_fraction_of_examples_in_queue=0.002',
+                        '--input_pipeline=dataset')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert tf.train.latest_checkpoint(train_dir).endswith('model.ckpt-3')
+    # The variables stay float32: the rewrite changes the arithmetic, not the checkpoint.
+    shapes = tf.train.load_checkpoint(train_dir).get_variable_to_dtype_map()
+    assert shapes['conv1/weights'] == tf.float32
+    for precision in ('bf16', 'fp32'):
+        evaluation = run_script('cifar10/eval.py', '--run_once', '--checkpoint_dir=' + train_dir,
+                                '--eval_dir=%s' % (tmp_path / precision), '--num_examples=100',
+                                '--precision=' + precision)
+        assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+        assert re.search(r'precision @ 1 = \d\.\d{3}$', evaluation.stdout, re.M)
+
+
+def test_precision_bf16_sets_the_rewrite_and_says_when_the_cpu_emulates_it(monkeypatch, capsys):
+    from common import provenance
+    config = training.set_precision(tf.compat.v1.ConfigProto(), 'fp32')
+    assert config == tf.compat.v1.ConfigProto()
+    monkeypatch.setattr(provenance, 'hardware_facts', lambda: {'cpu_flags': ['avx2', 'fma']})
+    config = training.set_precision(tf.compat.v1.ConfigProto(), 'bf16')
+    assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 1  # ON
+    assert capsys.readouterr().err.strip() == (
+        'WARNING: --precision=bf16: this CPU has no bfloat16 instructions (AVX512_BF16 or AMX): '
+        'TensorFlow will emulate them, slower than fp32')
+    monkeypatch.setattr(provenance, 'hardware_facts',
+                        lambda: {'cpu_flags': ['avx512_bf16', 'avx512f']})
+    training.set_precision(tf.compat.v1.ConfigProto(), 'bf16')
+    assert capsys.readouterr().err == ''
