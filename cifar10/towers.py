@@ -15,22 +15,29 @@ from cifar10 import model
 from common import summaries as common_summaries
 
 
-def tower_devices(num_towers, log_device_placement=False):
+def tower_devices(num_towers, log_device_placement=False, split_gpu_mb=None):
     """Chooses a device per tower and the session config that makes those devices exist.
 
-    Towers go to /gpu:0..N-1 when that many GPUs are visible. Otherwise they go to N logical
-    CPU devices (/cpu:0..N-1, `ConfigProto(device_count={'CPU': N})`), with one warning line.
-    Soft placement stays off there: it would silently put every tower on /cpu:0.
+    Towers go to /gpu:0..N-1 when that many GPUs are visible. With split_gpu_mb and one GPU,
+    the card is split into N virtual GPUs of that many MB each (bench/gpu.py's two towers on
+    one card). Otherwise they go to N logical CPU devices (/cpu:0..N-1,
+    `ConfigProto(device_count={'CPU': N})`), with one warning line. Soft placement stays off
+    there: it would silently put every tower on /cpu:0.
 
     Returns (devices, config).
     """
     gpus = tf.config.list_physical_devices('GPU')
-    if len(gpus) >= num_towers:
+    split = split_gpu_mb and len(gpus) == 1 and num_towers > 1
+    if len(gpus) >= num_towers or split:
         devices = ['/gpu:%d' % i for i in range(num_towers)]
         config = tf.compat.v1.ConfigProto(allow_soft_placement=True,
                                           log_device_placement=log_device_placement)
-        # Take GPU memory as needed, so that eval.py runs beside training on the same card.
-        config.gpu_options.allow_growth = True
+        if split:
+            config.gpu_options.experimental.virtual_devices.add().memory_limit_mb.extend(
+                [split_gpu_mb] * num_towers)
+        else:
+            # Take GPU memory as needed, so that eval.py runs beside training on the same card.
+            config.gpu_options.allow_growth = True
         return devices, config
     print('WARNING: %d GPU(s) visible for %d tower(s): running the towers on %d logical CPU '
           'device(s) instead' % (len(gpus), num_towers, num_towers), file=sys.stderr, flush=True)

@@ -124,10 +124,16 @@ def session_config(config, multi_tower):
         devices = None
         session = tf.compat.v1.ConfigProto(log_device_placement=config.log_device_placement)
         session.gpu_options.allow_growth = True
+    return devices, with_xla_and_precision(session, config)
+
+
+def with_xla_and_precision(session, config):
+    """session (a ConfigProto) with XLA's global JIT when config.xla, and the mixed-precision
+    rewrite of config.precision."""
     if config.xla:
         session.graph_options.optimizer_options.global_jit_level = (
             tf.compat.v1.OptimizerOptions.ON_1)
-    return devices, training.set_precision(session, config.precision)
+    return training.set_precision(session, config.precision)
 
 
 def step_logger(config, loss, num_towers=1, tower_losses=None):
