@@ -38,8 +38,8 @@ def _memory_batch(array, name):
 
 def _mnist_batch(batch_size, labels_dtype=np.int32):
     """The first batch_size MNIST training images (scaled, [B, 784]) and labels."""
-    from common import mnist_input
-    mnist = mnist_input.read_data_sets_for(FLAGS)
+    from mnist import input_data
+    mnist = input_data.read_data_sets_for(FLAGS)
     return mnist.train.images[:batch_size], mnist.train.labels[:batch_size].astype(labels_dtype)
 
 
@@ -64,13 +64,13 @@ def _entered(session):
 # --- cnn_mnist -------------------------------------------------------------------------------
 
 def cnn_mnist(variant, workdir):
-    from common import mnist_input
+    from mnist import input_data
     from mnist import cnn_mnist as script
     _parse_script_flags(script.define_flags, '--model_dir=%s' % workdir)
     if variant == 'ours_fed':
         return _fed(lambda inputs: (script.Model(FLAGS.learning_rate, inputs).train_op, None),
                     *_mnist_batch(FLAGS.batch_size))
-    mnist = mnist_input.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
+    mnist = input_data.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
     model = script.Model(FLAGS.learning_rate)
     sess, close = _entered(script.training_session(model))
     batches = script.train_input(mnist)
@@ -81,7 +81,7 @@ def cnn_mnist(variant, workdir):
 # --- mnist_with_summaries --------------------------------------------------------------------
 
 def mnist_with_summaries(variant, workdir):
-    from common import mnist_input
+    from mnist import input_data
     from mnist import mnist_with_summaries as script
     _parse_script_flags(script.define_flags, '--log_dir=%s' % workdir)
     if variant == 'ours_fed':
@@ -89,7 +89,7 @@ def mnist_with_summaries(variant, workdir):
             model = script.Model(FLAGS.learning_rate, inputs)
             return model.train_step, {model.keep_prob: FLAGS.dropout}
         return _fed(build, *_mnist_batch(100, np.int64))
-    mnist = mnist_input.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
+    mnist = input_data.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
     model = script.Model(FLAGS.learning_rate)
     sess = tf.compat.v1.Session()
     writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/train', sess.graph)
@@ -113,7 +113,7 @@ def mnist_with_summaries(variant, workdir):
 # --- deep_cnn --------------------------------------------------------------------------------
 
 def deep_cnn(variant, workdir):
-    from common import mnist_input
+    from mnist import input_data
     from mnist import deep_cnn as script
     _parse_script_flags(script.define_flags, '--log_dir=%s' % workdir)
     if variant == 'ours_fed':
@@ -121,7 +121,7 @@ def deep_cnn(variant, workdir):
             model = script.Model(inputs)
             return model.train_op, {model.pkeep: 0.75}
         return _fed(build, *_mnist_batch(FLAGS.batch_size))
-    mnist = mnist_input.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
+    mnist = input_data.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
     model = script.Model()
     sess = tf.compat.v1.Session()
     sess.run(tf.compat.v1.global_variables_initializer())
@@ -135,11 +135,11 @@ def deep_cnn(variant, workdir):
 # --- the full-batch MLP ----------------------------------------------------------------------
 
 def mlp(variant, workdir):
-    from common import mnist_input
+    from mnist import input_data
     from mnist import mlp as script
     del workdir
     _parse_script_flags(script.define_flags)
-    mnist = mnist_input.read_data_sets_for(FLAGS, scale=False,
+    mnist = input_data.read_data_sets_for(FLAGS, scale=False,
                                            validation_size=script.VALIDATION_SIZE)
     graph = script.Graph(mnist.train.images.astype(np.float32), mnist.train.labels,
                          mnist.test.images.astype(np.float32), FLAGS.hidden_size,

@@ -24,8 +24,8 @@ import numpy as np
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
-from common import mnist_input
 from common import training
+from mnist import input_data
 
 FLAGS = flags.FLAGS
 
@@ -224,7 +224,7 @@ def evaluate(model, mnist, config=None):
     saver = tf.compat.v1.train.Saver()
     with tf.compat.v1.Session(config=config) as sess:
         saver.restore(sess, tf.train.latest_checkpoint(FLAGS.model_dir))
-        accuracy, loss = mnist_input.evaluate(sess, model.correct, model.loss, model.images,
+        accuracy, loss = input_data.evaluate(sess, model.correct, model.loss, model.images,
                                               model.labels, mnist.test)
         step = sess.run(model.global_step)
     results = {'accuracy': accuracy, 'loss': loss, 'global_step': int(step)}
@@ -238,7 +238,7 @@ def evaluate(model, mnist, config=None):
 
 def run_from_flags():
     """Trains (or resumes) in --model_dir, evaluates, prints the Estimator's result dict."""
-    mnist = mnist_input.read_data_sets_for(FLAGS, seed=FLAGS.seed,
+    mnist = input_data.read_data_sets_for(FLAGS, seed=FLAGS.seed,
                                            validation_size=VALIDATION_SIZE)
     training.prepare_train_dir(FLAGS.model_dir, fresh=FLAGS.fresh)
     training.save_flags(FLAGS.model_dir, FLAGS)

@@ -21,8 +21,8 @@ from absl import flags
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
-from common import mnist_input
 from common import training
+from mnist import input_data
 
 FLAGS = flags.FLAGS
 
@@ -132,7 +132,7 @@ def evaluate(sess, model, mnist, images, labels, writer, step):
             {model.images: images, model.labels: labels})
     except tf.errors.InvalidArgumentError as e:  # a histogram of NaN weights
         raise training.divergence_in_summary(e, step) or e
-    acc, loss = mnist_input.evaluate(sess, model.correct, model.loss, model.images,
+    acc, loss = input_data.evaluate(sess, model.correct, model.loss, model.images,
                                      model.labels, mnist.test)
     writer.add_summary(_scalars(**{
         'train/accuracy': train_correct / len(labels), 'train/cross_entropy': train_loss,
@@ -147,11 +147,11 @@ def train(mnist):
     """Trains to --max_steps batches, resuming from the latest checkpoint in --log_dir;
     returns the final test accuracy."""
     model = Model(None, FLAGS.max_learning_rate, FLAGS.min_learning_rate, FLAGS.decay_speed)
-    checkpoints = mnist_input.Checkpoints(FLAGS.log_dir, mnist.train)
+    checkpoints = input_data.Checkpoints(FLAGS.log_dir, mnist.train)
     writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir, tf.compat.v1.get_default_graph())
     with tf.compat.v1.Session() as sess:
         start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
-        mnist_input.start_event_files([writer], start)
+        input_data.start_event_files([writer], start)
         last = max(start, FLAGS.max_steps)
         for i in range(start, last + 1):
             if i > start and (i % FLAGS.checkpoint_steps == 0 or i == last):
@@ -169,7 +169,7 @@ def train(mnist):
 
 def run_from_flags():
     """Trains (or resumes) in --log_dir on all 60,000 training images, as Görner did."""
-    mnist = mnist_input.read_data_sets_for(FLAGS, seed=FLAGS.seed,
+    mnist = input_data.read_data_sets_for(FLAGS, seed=FLAGS.seed,
                                            validation_size=VALIDATION_SIZE)
     training.prepare_train_dir(FLAGS.log_dir, fresh=FLAGS.fresh)
     training.save_flags(FLAGS.log_dir, FLAGS)

@@ -22,8 +22,8 @@ import numpy as np
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
-from common import mnist_input
 from common import training
+from mnist import input_data
 
 FLAGS = flags.FLAGS
 
@@ -163,7 +163,7 @@ def grid_table(rows):
 
 def run_from_flags():
     """Trains once, or the grid, or draws the samples, as the flags say."""
-    mnist = mnist_input.read_data_sets_for(FLAGS, scale=False, validation_size=VALIDATION_SIZE)
+    mnist = input_data.read_data_sets_for(FLAGS, scale=False, validation_size=VALIDATION_SIZE)
     train_images = mnist.train.images.astype(np.float32)  # raw pixels, not scaled
     test_images = mnist.test.images.astype(np.float32)
     if FLAGS.plot_samples:

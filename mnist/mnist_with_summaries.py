@@ -24,9 +24,9 @@ from absl import flags
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
-from common import mnist_input
 from common import summaries
 from common import training
+from mnist import input_data
 
 FLAGS = flags.FLAGS
 
@@ -147,12 +147,12 @@ def train(mnist):
     """The tutorial's loop, resumed from the latest checkpoint in --log_dir. Returns the final
     test-set accuracy."""
     model = Model(FLAGS.learning_rate)
-    checkpoints = mnist_input.Checkpoints(FLAGS.log_dir, mnist.train)
+    checkpoints = input_data.Checkpoints(FLAGS.log_dir, mnist.train)
     sess = tf.compat.v1.Session()
     train_writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/train', sess.graph)
     test_writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/test')
     start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
-    mnist_input.start_event_files([train_writer, test_writer], start)
+    input_data.start_event_files([train_writer, test_writer], start)
     last = max(start, FLAGS.max_steps)
 
     def feed_dict(train_batch):
@@ -193,7 +193,7 @@ def train(mnist):
 
 def run_from_flags():
     """Trains (or resumes) in --log_dir on the 55,000 training images."""
-    mnist = mnist_input.read_data_sets_for(FLAGS, fake_data=FLAGS.fake_data, seed=FLAGS.seed,
+    mnist = input_data.read_data_sets_for(FLAGS, fake_data=FLAGS.fake_data, seed=FLAGS.seed,
                                            validation_size=VALIDATION_SIZE)
     # The original deleted log_dir; re-running resumes, and --fresh moves it aside.
     training.prepare_train_dir(FLAGS.log_dir, fresh=FLAGS.fresh)

@@ -1,4 +1,4 @@
-"""MNIST batches for the MNIST scripts, as the old `tensorflow.examples.tutorials.mnist.input_data`.
+"""MNIST batches for the MNIST scripts: the old `tensorflow.examples.tutorials.mnist.input_data`.
 
     mnist = read_data_sets(data_dir)               # validation_size=5000, as the original
     mnist.train.num_examples                       # 55,000 (mnist.validation: 5,000, test: 10,000)
