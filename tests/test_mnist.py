@@ -356,7 +356,7 @@ from absl import flags
 from common import training
 from mnist import mlp
 
-def fake_run(*args, log=print):
+def fake_run(*args, log=print, log_dir=None):
     hidden, lr = args[4], args[5]
     log('Loss at step 0: 1.0')
     if lr == 0.5:
@@ -366,7 +366,7 @@ def fake_run(*args, log=print):
 mlp.run = fake_run
 mlp.define_flags()
 flags.FLAGS(['mlp.py', '--grid=report'])
-mlp.run_from_flags()
+mlp.main(['mlp.py'])
 """
 
 
