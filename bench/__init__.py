@@ -1,7 +1,7 @@
 """Throughput benchmarks: our scripts' training graphs against the same models in Keras 3 and
 PyTorch, the machine's matmul peak, and the CIFAR-10 input pipeline (python -m bench; see
 bench/run.py). This file holds what every benchmark process shares, without importing a
-framework."""
+framework (batch_size imports the model's script, and TensorFlow)."""
 
 import collections
 
@@ -12,8 +12,18 @@ import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__
 Workload = collections.namedtuple('Workload', 'examples_per_step step flops close')
 
 MODELS = ['cnn_mnist', 'mnist_with_summaries', 'deep_cnn', 'cifar10', 'mlp']
-# The scripts' default batch sizes (mlp: the whole training set).
-BATCH = {'cnn_mnist': 100, 'mnist_with_summaries': 100, 'deep_cnn': 100, 'cifar10': 128,
-         'mlp': 60000}
 # The matmul timed for the machine's fp32 peak: [PEAK_SIZE, PEAK_SIZE] x [PEAK_SIZE, PEAK_SIZE].
 PEAK_SIZE = 2048
+
+
+def batch_size(model):
+    """The batch `model`'s script trains on with its defaults, read from the script (which
+    imports TensorFlow): its --batch_size default, mnist_with_summaries' fixed batch, the MLP's
+    whole training set."""
+    if model == 'cifar10':
+        from cifar10 import trainer
+        return trainer.DEFAULTS.batch_size
+    from mnist import cnn_mnist, deep_cnn, mlp, mnist_with_summaries
+    return {'cnn_mnist': cnn_mnist.DEFAULTS.batch_size,
+            'mnist_with_summaries': mnist_with_summaries.BATCH_SIZE,
+            'deep_cnn': deep_cnn.DEFAULTS.batch_size, 'mlp': mlp.BATCH_SIZE}[model]

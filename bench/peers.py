@@ -1,8 +1,10 @@
 """The benchmark's models in the peer frameworks: idiomatic Keras 3 and PyTorch.
 
-Each is the same network as our script (layers, sizes, padding), the same batch size and the
-same optimiser (with its learning-rate schedule, weight decay and, for CIFAR-10, the moving
-average of the weights), trained on one batch held in memory, as `ours_fed` is:
+Each is the same network as our script (layers, sizes, padding), the same batch size (the
+script's, bench.batch_size, handed over by the runner: the PyTorch worker never imports
+TensorFlow) and the same optimiser (with its learning-rate schedule, weight decay and, for
+CIFAR-10, the moving average of the weights), trained on one batch held in memory, as
+`ours_fed` is:
   keras    keras.Sequential, compile() (its default compiled train step) and fit() on a
            tf.data dataset of that batch.
   pytorch  torch.nn.Sequential in its default NCHW layout, threads = cores, a plain loop of
@@ -21,11 +23,10 @@ import bench
 CIFAR_DECAY_STEPS = int(50000 / 128 * 350)
 
 
-def _batch(model):
-    """A batch of the model's input shape: random images, random labels (the speed does not
-    depend on the values)."""
+def _batch(model, n):
+    """A batch of n examples of the model's input shape: random images, random labels (the
+    speed does not depend on the values)."""
     rng = np.random.RandomState(0)
-    n = bench.BATCH[model]
     shape = {'cifar10': [n, 24, 24, 3]}.get(model, [n, 784])
     images = rng.standard_normal(shape).astype(np.float32)
     if model == 'mlp':
@@ -88,7 +89,7 @@ def keras_model(model):
     raise ValueError(model)
 
 
-def keras_workload(model, seconds_per_call=1.0):
+def keras_workload(model, batch, seconds_per_call=1.0):
     """fit() on the in-memory batch; each call of the Workload's step runs one fit() of as many
     steps as take about seconds_per_call (fit() has a fixed cost per call)."""
     import time
@@ -98,7 +99,7 @@ def keras_workload(model, seconds_per_call=1.0):
     net, optimizer = keras_model(model)
     net.compile(optimizer=optimizer,
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    images, labels = _batch(model)
+    images, labels = _batch(model, batch)
     dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
 
     def fit(steps):
@@ -166,12 +167,12 @@ def torch_model(model):
     raise ValueError(model)
 
 
-def torch_workload(model):
+def torch_workload(model, batch):
     import torch
     torch.set_num_threads(os.cpu_count())
     net, optimizer, after_step = torch_model(model)
     net.train()
-    images, labels = (torch.from_numpy(a) for a in _batch(model))
+    images, labels = (torch.from_numpy(a) for a in _batch(model, batch))
     if model == 'cifar10':
         images = images.permute(0, 3, 1, 2).contiguous()  # NHWC -> PyTorch's NCHW
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -186,6 +187,8 @@ def torch_workload(model):
     return bench.Workload(len(images), step, None, lambda: None)
 
 
-def build(model, variant):
-    """The Workload of `model` in `variant`: 'keras' or 'pytorch'."""
-    return keras_workload(model) if variant == 'keras' else torch_workload(model)
+def build(model, variant, batch=None):
+    """The Workload of `model` in `variant`, 'keras' or 'pytorch', on batches of `batch`
+    (default: the script's, bench.batch_size, which imports TensorFlow)."""
+    batch = batch or bench.batch_size(model)
+    return keras_workload(model, batch) if variant == 'keras' else torch_workload(model, batch)

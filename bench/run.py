@@ -66,15 +66,17 @@ def define_flags():
 class Worker(object):
     """A bench.worker process: starts, builds and warms up one workload; times windows."""
 
-    def __init__(self, model, way, workdir, warmup_seconds, env):
+    def __init__(self, model, way, workdir, warmup_seconds, env, batch=None):
+        """batch: the model's batch size, for the Keras and PyTorch ways."""
         self.name = '%s/%s' % (model, way)
         os.makedirs(os.path.join(workdir, way), exist_ok=True)
         self.log_path = os.path.join(workdir, way, 'log.txt')
         self._log = open(self.log_path, 'w')
+        command = [sys.executable, '-m', 'bench.worker', model, way,
+                   os.path.join(workdir, way), str(warmup_seconds)]
         self._proc = subprocess.Popen(
-            [sys.executable, '-m', 'bench.worker', model, way, os.path.join(workdir, way),
-             str(warmup_seconds)], cwd=REPO, env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._log, text=True)
+            command + ([str(batch)] if batch else []), cwd=REPO, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True)
         words = self._answer('ready')
         info = json.loads(' '.join(words))
         self.examples_per_step = info['examples_per_step']
@@ -122,25 +124,26 @@ def _cpu():
     return '%s, %d cores (%s)' % (facts['cpu'], facts['cores'], ' '.join(facts['cpu_flags']))
 
 
-def measure(model, ways, workdir, env, log=print):
-    """Interleaved windows of each way of `model`: {way: [examples/s, ...]}, plus the workers'
-    examples per step and FLOPs per step, and {way: error} for those that failed."""
+def measure(model, ways, workdir, env, batch, warmup_seconds, rounds, seconds, log=print):
+    """Interleaved windows of each way of `model` (batch: its batch size), `rounds` of
+    `seconds` each after warmup_seconds: {way: [examples/s, ...]}, plus the workers' examples
+    per step and FLOPs per step, and {way: error} for those that failed."""
     workers, errors = {}, {}
     try:
         for way in ways:
             log('  starting %s/%s' % (model, way))
             try:
                 workers[way] = Worker(model, way, os.path.join(workdir, model),
-                                      FLAGS.warmup_seconds, env)
+                                      warmup_seconds, env, batch)
             except RuntimeError as e:
                 errors[way] = str(e).strip().splitlines()[-1]
                 log('  ' + str(e))
         figures = {way: [] for way in workers}
         order = list(workers)
-        for r in range(FLAGS.rounds):
+        for r in range(rounds):
             shift = r % len(order) if order else 0
             for way in order[shift:] + order[:shift]:
-                figures[way].append(workers[way].window(FLAGS.seconds))
+                figures[way].append(workers[way].window(seconds))
         flops_per_step = next((w.flops for w in workers.values() if w.flops), None)
         return figures, flops_per_step, errors
     finally:
@@ -191,8 +194,11 @@ def main(argv):
     try:
         for model in FLAGS.models:
             model_ways = ways + (PIPELINES if model == 'cifar10' and FLAGS.pipeline else [])
-            figures, flops_per_step, errors = measure(model, model_ways, workdir, env)
-            row = {'model': model, 'batch': bench.BATCH[model]}
+            batch = bench.batch_size(model)  # the script's (this imports it, and TensorFlow)
+            figures, flops_per_step, errors = measure(model, model_ways, workdir, env, batch,
+                                                      FLAGS.warmup_seconds, FLAGS.rounds,
+                                                      FLAGS.seconds)
+            row = {'model': model, 'batch': batch}
             for way in WAYS + model_ways:  # null where not measured
                 row[way] = _median(figures.get(way, []))
             row['flops_per_step'] = flops_per_step

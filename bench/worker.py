@@ -1,12 +1,14 @@
 """One benchmark process (started by bench/run.py): builds one Workload, warms it up, then
 times windows when asked, so that the runner can interleave several of them.
 
-    python -m bench.worker MODEL VARIANT WORKDIR WARMUP_SECONDS
+    python -m bench.worker MODEL VARIANT WORKDIR WARMUP_SECONDS [BATCH]
 
 Protocol, one line each way: it prints '@@ ready {"examples_per_step": ..., "flops": ...}' once
 warm; each 'run SECONDS' it reads is answered by '@@ result STEPS EXAMPLES ELAPSED' (at least
 two steps, then until SECONDS have passed); 'quit' or end of input ends it. Everything else
-the models print goes to stderr.
+the models print goes to stderr. BATCH: the batch size of the Keras and PyTorch models (the
+runner's bench.batch_size, read from the script: the PyTorch worker does not import it, nor
+TensorFlow).
 """
 
 import json
@@ -45,6 +47,7 @@ def _serve(workload, protocol, warmup_seconds):
 
 def main():
     model, variant, workdir, warmup_seconds = sys.argv[1:5]
+    batch = int(sys.argv[5]) if len(sys.argv) > 5 else None
     # The protocol gets this process's stdout; whatever the scripts print goes to stderr.
     protocol = os.fdopen(os.dup(1), 'w')
     os.dup2(2, 1)
@@ -55,10 +58,11 @@ def main():
             return _serve(flops.matmul_workload(variant), protocol, float(warmup_seconds))
     if variant == 'pytorch':
         from bench import peers
-        return _serve(peers.build(model, variant), protocol, float(warmup_seconds))
+        return _serve(peers.build(model, variant, batch), protocol, float(warmup_seconds))
     from bench import workloads
     if variant == 'keras':
-        return _serve(workloads.build(model, variant, workdir), protocol, float(warmup_seconds))
+        return _serve(workloads.build(model, variant, workdir, batch), protocol,
+                      float(warmup_seconds))
     with _default_graph():
         _serve(workloads.build(model, variant, workdir), protocol, float(warmup_seconds))
 

@@ -14,19 +14,21 @@ ways, for each model:
 
 import dataclasses
 
-from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from bench import BATCH, MODELS, Workload  # noqa: F401 (re-exported)
+from bench import MODELS, Workload  # noqa: F401 (re-exported)
 from bench import flops
+from common import data
 
-FLAGS = flags.FLAGS
 
-def _parse_script_flags(define_flags, *args):
-    """Defines a script's flags and parses its defaults (plus args) into FLAGS."""
-    define_flags()
-    FLAGS(['bench'] + list(args))
+def _defaults(script_defaults, dataset, **changes):
+    """A script's default Config (script_defaults) with `changes`, reading `dataset` ('mnist'
+    or 'cifar10') where the script would without --data_dir ($TF_CLASSICS_DATA/<dataset> when
+    set)."""
+    return dataclasses.replace(
+        script_defaults, data_dir=data.resolve_data_dir(dataset, script_defaults.data_dir, False),
+        **changes)
 
 
 def _memory_batch(array, name):
@@ -36,10 +38,10 @@ def _memory_batch(array, name):
     return var, {feed: array}
 
 
-def _mnist_batch(batch_size, labels_dtype=np.int32):
+def _mnist_batch(data_dir, batch_size, labels_dtype=np.int32):
     """The first batch_size MNIST training images (scaled, [B, 784]) and labels."""
-    from common import mnist_input
-    mnist = mnist_input.read_data_sets_for(FLAGS)
+    from mnist import input_data
+    mnist = input_data.read_data_sets(data_dir)
     return mnist.train.images[:batch_size], mnist.train.labels[:batch_size].astype(labels_dtype)
 
 
@@ -64,86 +66,89 @@ def _entered(session):
 # --- cnn_mnist -------------------------------------------------------------------------------
 
 def cnn_mnist(variant, workdir):
-    from common import mnist_input
     from mnist import cnn_mnist as script
-    _parse_script_flags(script.define_flags, '--model_dir=%s' % workdir)
+    from mnist import input_data
+    config = _defaults(script.DEFAULTS, 'mnist', model_dir=workdir)
     if variant == 'ours_fed':
-        return _fed(lambda inputs: (script.Model(FLAGS.learning_rate, inputs).train_op, None),
-                    *_mnist_batch(FLAGS.batch_size))
-    mnist = mnist_input.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
-    model = script.Model(FLAGS.learning_rate)
-    sess, close = _entered(script.training_session(model))
-    batches = script.train_input(mnist)
-    return Workload(FLAGS.batch_size, lambda: script.train_step(sess, model, batches), None,
+        return _fed(lambda inputs: (script.Model(config.learning_rate, inputs).train_op, None),
+                    *_mnist_batch(config.data_dir, config.batch_size))
+    mnist = input_data.read_data_sets(config.data_dir, validation_size=script.VALIDATION_SIZE)
+    model = script.Model(config.learning_rate)
+    sess, close = _entered(script.training_session(config, model))
+    batches = script.train_input(config, mnist)
+    return Workload(config.batch_size,
+                    lambda: script.train_step(sess, model, batches, config.batch_size), None,
                     close)
 
 
 # --- mnist_with_summaries --------------------------------------------------------------------
 
 def mnist_with_summaries(variant, workdir):
-    from common import mnist_input
+    from mnist import input_data
     from mnist import mnist_with_summaries as script
-    _parse_script_flags(script.define_flags, '--log_dir=%s' % workdir)
+    config = _defaults(script.DEFAULTS, 'mnist', log_dir=workdir)
     if variant == 'ours_fed':
         def build(inputs):
-            model = script.Model(FLAGS.learning_rate, inputs)
-            return model.train_step, {model.keep_prob: FLAGS.dropout}
-        return _fed(build, *_mnist_batch(100, np.int64))
-    mnist = mnist_input.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
-    model = script.Model(FLAGS.learning_rate)
+            model = script.Model(config.learning_rate, inputs)
+            return model.train_step, {model.keep_prob: config.dropout}
+        return _fed(build, *_mnist_batch(config.data_dir, script.BATCH_SIZE, np.int64))
+    mnist = input_data.read_data_sets(config.data_dir, validation_size=script.VALIDATION_SIZE)
+    model = script.Model(config.learning_rate)
     sess = tf.compat.v1.Session()
-    writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/train', sess.graph)
+    writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/train', sess.graph)
     sess.run(tf.compat.v1.global_variables_initializer())
     counter = [0]
 
     def step():
         i = counter[0] = counter[0] + 1
-        if i % FLAGS.test_every == 0:  # the script evaluates the test set instead of training
+        if i % config.test_every == 0:  # the script evaluates the test set instead of training
             i = counter[0] = i + 1
-        xs, ys = mnist.train.next_batch(100)
+        xs, ys = mnist.train.next_batch(script.BATCH_SIZE)
         script.train_step(sess, model, writer, i, {model.x: xs, model.y_: ys,
-                                                    model.keep_prob: FLAGS.dropout})
+                                                    model.keep_prob: config.dropout})
 
     def close():
         writer.close()
         sess.close()
-    return Workload(100, step, None, close)
+    return Workload(script.BATCH_SIZE, step, None, close)
 
 
 # --- deep_cnn --------------------------------------------------------------------------------
 
 def deep_cnn(variant, workdir):
-    from common import mnist_input
     from mnist import deep_cnn as script
-    _parse_script_flags(script.define_flags, '--log_dir=%s' % workdir)
+    from mnist import input_data
+    config = _defaults(script.DEFAULTS, 'mnist', log_dir=workdir)
     if variant == 'ours_fed':
         def build(inputs):
-            model = script.Model(inputs)
+            model = script.Model(inputs, config.max_learning_rate, config.min_learning_rate,
+                                 config.decay_speed)
             return model.train_op, {model.pkeep: 0.75}
-        return _fed(build, *_mnist_batch(FLAGS.batch_size))
-    mnist = mnist_input.read_data_sets_for(FLAGS, validation_size=script.VALIDATION_SIZE)
-    model = script.Model()
+        return _fed(build, *_mnist_batch(config.data_dir, config.batch_size))
+    mnist = input_data.read_data_sets(config.data_dir, validation_size=script.VALIDATION_SIZE)
+    model = script.Model(None, config.max_learning_rate, config.min_learning_rate,
+                         config.decay_speed)
     sess = tf.compat.v1.Session()
     sess.run(tf.compat.v1.global_variables_initializer())
 
     def step():
-        images, labels = mnist.train.next_batch(FLAGS.batch_size)
+        images, labels = mnist.train.next_batch(config.batch_size)
         script.train_step(sess, model, images, labels)
-    return Workload(FLAGS.batch_size, step, None, sess.close)
+    return Workload(config.batch_size, step, None, sess.close)
 
 
 # --- the full-batch MLP ----------------------------------------------------------------------
 
 def mlp(variant, workdir):
-    from common import mnist_input
+    from mnist import input_data
     from mnist import mlp as script
     del workdir
-    _parse_script_flags(script.define_flags)
-    mnist = mnist_input.read_data_sets_for(FLAGS, scale=False,
-                                           validation_size=script.VALIDATION_SIZE)
+    config = _defaults(script.DEFAULTS, 'mnist')
+    mnist = input_data.read_data_sets(config.data_dir, scale=False,
+                                      validation_size=script.VALIDATION_SIZE)
     graph = script.Graph(mnist.train.images.astype(np.float32), mnist.train.labels,
-                         mnist.test.images.astype(np.float32), FLAGS.hidden_size,
-                         FLAGS.learning_rate)
+                         mnist.test.images.astype(np.float32), config.hidden_size,
+                         config.learning_rate)
     sess = tf.compat.v1.Session()
     graph.initialize(sess)
     n = len(mnist.train.labels)
@@ -159,10 +164,7 @@ def cifar10(variant, workdir):
     from cifar10 import inputs
     from cifar10 import towers
     from cifar10 import trainer
-    from common import data
-    config = dataclasses.replace(
-        trainer.DEFAULTS, train_dir=workdir,
-        data_dir=data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
+    config = _defaults(trainer.DEFAULTS, 'cifar10', train_dir=workdir)
     devices, session = trainer.session_config(config, multi_tower=True)
     examples = config.batch_size * config.num_gpus
     if variant == 'ours_fed':
@@ -197,12 +199,13 @@ BUILDERS = {'cnn_mnist': cnn_mnist, 'mnist_with_summaries': mnist_with_summaries
             'deep_cnn': deep_cnn, 'cifar10': cifar10, 'mlp': mlp}
 
 
-def build(model, variant, workdir):
+def build(model, variant, workdir, batch=None):
     """The Workload of `model` built `variant`-wise (ours, ours_fed, keras, pytorch, queue or
     dataset), writing its checkpoints and event files under workdir. The TensorFlow ones are
     built in the default graph: call this inside a `with tf.Graph().as_default()` that lasts
-    as long as the Workload is used."""
+    as long as the Workload is used. batch: the Keras and PyTorch models' batch size (default:
+    the script's, bench.batch_size)."""
     if variant in ('keras', 'pytorch'):
         from bench import peers
-        return peers.build(model, variant)
+        return peers.build(model, variant, batch)
     return BUILDERS[model](variant, workdir)

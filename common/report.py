@@ -15,7 +15,8 @@ CIFAR-10 experiment also gets <out>/<name>_predictions.png (the first 16 test im
 last checkpoint's predicted and true classes, wrong ones in red). Re-running skips finished experiments
 (result.json present) and resumes a killed one from its checkpoint. CIFAR-10 training and its
 evaluator run at the same time, as in the report; the figure is the evaluator's precision @ 1
-on the last checkpoint.
+on the last checkpoint. Every figure and chart is read from the experiment's TensorBoard event
+files (FIGURES, CURVES), never from its log.
 """
 
 import argparse
@@ -138,10 +139,8 @@ def _commands(exp, run_dir, quick, seed):
     py = _python()
     if exp.kind == 'cnn_mnist':
         return [[py, exp.script, '--model_dir=%s/model' % run_dir] + args], None, None
-    if exp.kind in ('summaries', 'deep_cnn'):
+    if exp.kind in ('summaries', 'deep_cnn', 'mlp', 'mlp_grid'):
         return [[py, exp.script, '--log_dir=%s/logs' % run_dir] + args], None, None
-    if exp.kind in ('mlp', 'mlp_grid'):
-        return [[py, exp.script] + args], None, None
     train_dir, eval_dir = '%s/train' % run_dir, '%s/eval' % run_dir
     eval_args = [py, 'cifar10/eval.py', '--checkpoint_dir=' + train_dir,
                  '--eval_dir=' + eval_dir]
@@ -153,33 +152,82 @@ def _commands(exp, run_dir, quick, seed):
     return [[py, exp.script, '--train_dir=' + train_dir] + args], poller, final
 
 
-def _last_float(pattern, text):
-    found = re.findall(pattern, text, re.M)
-    if not found:
-        raise RuntimeError('no line matching %r in the log' % pattern)
-    return float(found[-1])
+# kind -> (event folder under the run dir, tag, unit) of the reproduced figure: the tag's
+# value at the highest step, divided by unit (a fraction). The MLP writes percent
+# (mnist/mlp.py --log_dir); mlp_grid reads one folder per configuration below its folder.
+FIGURES = {
+    'cnn_mnist': ('model/eval', 'accuracy', 1),
+    'summaries': ('logs/test', 'accuracy', 1),
+    'deep_cnn': ('logs', 'test/accuracy', 1),
+    'mlp': ('logs', 'test_accuracy', 100),
+    'mlp_grid': ('logs', 'test_accuracy', 100),
+    'cifar10': ('eval', 'Precision @ 1', 1),
+}
+# Event files hold float32: six decimals are all they tell (0.9926, not 0.9926000237).
+DECIMALS = 6
+# An MLP grid configuration's folder (mnist/mlp.py's GRID_FOLDER, hidden_%d_lr_%g).
+GRID_FOLDER = re.compile(r'^hidden_(\d+)_lr_(\S+)$')
 
 
-def parse_result(exp, log_text):
-    """The reproduced figure (a fraction) from the experiment's log, and extra facts."""
-    if exp.kind == 'cnn_mnist':
-        return _last_float(r"^\{'accuracy': ([\d.]+),", log_text), {}
-    if exp.kind == 'summaries':
-        return _last_float(r'^Final test accuracy after \d+ steps: ([\d.]+)$', log_text), {}
-    if exp.kind == 'deep_cnn':
-        return _last_float(r'^Final test accuracy after \d+ batches: ([\d.]+)$', log_text), {}
-    if exp.kind == 'mlp':
-        return _last_float(r'^Test accuracy: ([\d.]+)%$', log_text) / 100, {
-            'loss_at_step_0': float(re.search(r'^Loss at step 0: ([\d.]+)', log_text,
-                                              re.M).group(1))}
+def read_scalars(path, tag):
+    """[(step, value)] of a scalar in the event files of the folder path, as TensorBoard
+    reads them (a restarted run's points replace those of the run it restarted); [] when the
+    folder or the tag is not there."""
+    if not os.path.isdir(path):
+        return []
+    from tensorboard.backend.event_processing import event_accumulator
+    logging.getLogger('tensorboard').setLevel(logging.ERROR)  # graph-overwrite warnings
+    acc = event_accumulator.EventAccumulator(path, size_guidance={'scalars': 0})
+    acc.Reload()
+    if tag not in acc.Tags()['scalars']:
+        return []
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def final_value(path, tag):
+    """The value of the scalar `tag` in the event files of the folder path at the highest
+    step (the last written of that step). Raises RuntimeError when there is none."""
+    points = read_scalars(path, tag)
+    if not points:
+        raise RuntimeError('no %r scalar in the event files of %s' % (tag, path))
+    return max(enumerate(points), key=lambda ip: (ip[1][0], ip[0]))[1][1]
+
+
+def grid_results(run_dir):
+    """The MLP grid's configurations in the grid's order (hidden size up, learning rate
+    down): [(hidden, learning rate as written, final test accuracy in percent or None where
+    the configuration diverged)]."""
+    folder, tag, _ = FIGURES['mlp_grid']
+    root = os.path.join(run_dir, folder)
+    rows = []
+    for name in os.listdir(root) if os.path.isdir(root) else []:
+        match = GRID_FOLDER.match(name)
+        if not match:
+            continue
+        path = os.path.join(root, name)
+        diverged = read_scalars(path, 'diverged_at_step')
+        accuracy = None if diverged else final_value(path, tag)
+        rows.append((int(match.group(1)), match.group(2), accuracy))
+    return sorted(rows, key=lambda row: (row[0], -float(row[1])))
+
+
+def parse_result(exp, run_dir):
+    """The reproduced figure (a fraction) from the experiment's event files, and extra
+    facts."""
+    folder, tag, unit = FIGURES[exp.kind]
     if exp.kind == 'mlp_grid':
-        rows = re.findall(r'^\| (\d+) \| ([\d.e-]+) \| \S+ \| \S+ \| ([\d.]+|nan)%? \|$',
-                          log_text, re.M)
-        above = ['%s / %s' % (h, lr) for h, lr, acc in rows if acc != 'nan' and
-                 float(acc) > 80.0]
-        best = max((float(a) if a != 'nan' else 0.0) for _, _, a in rows) / 100
-        return best, {'above_80': above, 'configurations': len(rows)}
-    return _last_float(r'precision @ 1 = ([\d.]+)$', log_text), {}
+        rows = grid_results(run_dir)
+        if not rows:
+            raise RuntimeError('no configuration in %s' % os.path.join(run_dir, folder))
+        above = ['%d / %s' % (h, lr) for h, lr, acc in rows if acc is not None and acc > 80.0]
+        best = max(acc or 0.0 for _, _, acc in rows) / unit
+        return round(best, DECIMALS), {'above_80': above, 'configurations': len(rows)}
+    path = os.path.join(run_dir, folder)
+    value = final_value(path, tag) / unit
+    if exp.kind == 'mlp':
+        loss = dict(read_scalars(path, 'loss'))
+        return round(value, DECIMALS), {'loss_at_step_0': round(loss[0], DECIMALS)}
+    return round(value, DECIMALS), {}
 
 
 def _env():
@@ -228,8 +276,7 @@ def run_experiment(exp, run_dir, quick, seed, facts):
             wall = time.time() - start + _read_float(wall_path)
             with open(wall_path, 'w') as f:
                 f.write('%.1f\n' % wall)
-    with open(log_path) as f:
-        value, extra = parse_result(exp, f.read())
+    value, extra = parse_result(exp, run_dir)
     result = dict(name=exp.name, reproduced=value, reported=exp.reported,
                   reported_text=exp.reported_text,
                   steps=exp.quick_steps if quick else exp.steps, wall_seconds=round(wall, 1),
@@ -245,43 +292,33 @@ def run_experiment(exp, run_dir, quick, seed, facts):
 # Charts and the results table
 # ---------------------------------------------------------------------------------------------
 
-CURVES = {  # kind -> [(event folder under the run dir, tag, label)]
-    'cnn_mnist': [('model', 'loss', 'train loss'), ('model/eval', 'accuracy', 'test accuracy')],
-    'summaries': [('logs/test', 'accuracy', 'test accuracy'),
-                  ('logs/train', 'cross_entropy', 'train cross entropy')],
-    'deep_cnn': [('logs', 'test/accuracy', 'test accuracy'),
-                 ('logs', 'test/cross_entropy', 'test loss (per 100 images)')],
-    'cifar10': [('eval', 'Precision @ 1', 'precision @ 1'),
-                ('train', 'total_loss (raw)', 'train loss')],
+CURVES = {  # kind -> [(event folder under the run dir, tag, label, unit of the values)]
+    'cnn_mnist': [('model', 'loss', 'train loss', 1),
+                  ('model/eval', 'accuracy', 'test accuracy', 1)],
+    'summaries': [('logs/test', 'accuracy', 'test accuracy', 1),
+                  ('logs/train', 'cross_entropy', 'train cross entropy', 1)],
+    'deep_cnn': [('logs', 'test/accuracy', 'test accuracy', 1),
+                 ('logs', 'test/cross_entropy', 'test loss (per 100 images)', 1)],
+    'mlp': [('logs', 'test_accuracy', 'test accuracy', 100), ('logs', 'loss', 'train loss', 1)],
+    'cifar10': [('eval', 'Precision @ 1', 'precision @ 1', 1),
+                ('train', 'total_loss (raw)', 'train loss', 1)],
 }
 
 
 def read_curves(exp, run_dir):
-    """[(label, steps, values)] read back from the event files (or, for the MLP, its log)."""
-    if exp.kind in ('mlp', 'mlp_grid'):
-        with open(os.path.join(run_dir, 'log.txt')) as f:
-            text = f.read()
-        if exp.kind == 'mlp':
-            steps = [int(s) for s in re.findall(r'^Loss at step (\d+):', text, re.M)]
-            acc = [float(a) / 100 for a in re.findall(r'^Test accuracy: ([\d.]+)%', text, re.M)]
-            loss = [float(v) for v in re.findall(r'^Loss at step \d+: ([\d.]+)', text, re.M)]
-            return [('test accuracy', steps, acc[:len(steps)]), ('train loss', steps, loss)]
-        rows = re.findall(r'^\| (\d+) \| ([\d.e-]+) \| \S+ \| \S+ \| ([\d.]+|nan)%? \|$', text,
-                          re.M)
-        return [('test accuracy by configuration', ['%s/%s' % (h, lr) for h, lr, _ in rows],
-                 [float(a) / 100 if a != 'nan' else 0.0 for _, _, a in rows])]
-    from tensorboard.backend.event_processing import event_accumulator
-    logging.getLogger('tensorboard').setLevel(logging.ERROR)  # graph-overwrite warnings
+    """[(label, steps, values)] read back from the event files (for the MLP grid: one bar per
+    configuration, its final test accuracy, 0 where it diverged)."""
+    if exp.kind == 'mlp_grid':
+        rows = grid_results(run_dir)
+        unit = FIGURES['mlp_grid'][2]
+        return [('test accuracy by configuration', ['%d/%s' % (h, lr) for h, lr, _ in rows],
+                 [(acc or 0.0) / unit for _, _, acc in rows])]
     curves = []
-    for folder, tag, label in CURVES[exp.kind]:
-        path = os.path.join(run_dir, folder)
-        if not os.path.isdir(path):
-            continue
-        acc = event_accumulator.EventAccumulator(path, size_guidance={'scalars': 0})
-        acc.Reload()
-        if tag in acc.Tags()['scalars']:
-            events = acc.Scalars(tag)
-            curves.append((label, [e.step for e in events], [e.value for e in events]))
+    for folder, tag, label, unit in CURVES[exp.kind]:
+        points = read_scalars(os.path.join(run_dir, folder), tag)
+        if points:
+            curves.append((label, [step for step, _ in points],
+                           [value / unit for _, value in points]))
     return curves
 
 

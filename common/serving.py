@@ -24,7 +24,6 @@ import tempfile
 
 import tensorflow as tf
 
-from common import data
 from common import training
 
 TOP_K = 3
@@ -77,6 +76,28 @@ def build_classifier(prepare, logits_fn, class_names, channels=3, decode=decode_
     return Classifier(image_bytes, images, tf.identity(classes, name='classes'),
                       tf.identity(names, name='class_names'),
                       tf.identity(probabilities, name='probabilities'), all_probabilities)
+
+
+def square_resized(images, side, pad):
+    """Images of any size, uint8 [n, h, w, c], made square with their aspect ratio kept and
+    resized to side x side (bilinear, antialiased), rounded to 8-bit values (float32 in
+    0..255). Made square: with pad, black added on both sides of the shorter dimension (nothing
+    is cut off); without, the largest centred square cut out. An image already side x side
+    comes out unchanged (the resize is then exact)."""
+    shape = tf.shape(images)
+    height, width = shape[1], shape[2]
+    if pad:
+        square_side = tf.maximum(height, width)
+        square = tf.image.pad_to_bounding_box(images, (square_side - height) // 2,
+                                              (square_side - width) // 2, square_side,
+                                              square_side)
+    else:
+        square_side = tf.minimum(height, width)
+        square = tf.image.crop_to_bounding_box(images, (height - square_side) // 2,
+                                               (width - square_side) // 2, square_side,
+                                               square_side)
+    resized = tf.image.resize(square, [side, side], antialias=True)
+    return tf.clip_by_value(tf.round(resized), 0, 255)
 
 
 def read_class_names(path):
@@ -175,7 +196,7 @@ def export_saved_model(sess, classifier, export_dir, version):
 
 
 # ---------------------------------------------------------------------------------------------
-# The checkpoint, and the scripts' main
+# The checkpoint, and the report of the files
 # ---------------------------------------------------------------------------------------------
 
 def checkpoint_to_use(checkpoint, checkpoint_dir, dir_flag, expected):
@@ -210,6 +231,18 @@ def restore(sess, ckpt_path, variables, model_name, hint=''):
                                                            training.first_line(e), hint)) from None
 
 
+def classify_and_export(sess, classifier, paths, export_dir, version):
+    """Classifies the files (a line each, see report), then, when export_dir is given, exports
+    the classifier as export_dir/<version> (export_saved_model) and says so. Returns how many
+    files failed."""
+    failed = report(classify_files(sess, classifier, paths))
+    if export_dir:
+        exported = export_saved_model(sess, classifier, export_dir, version)
+        print('Exported a SavedModel to %s (signatures %s, %s)'
+              % (exported, SIGNATURE_BYTES, SIGNATURE_IMAGES), flush=True)
+    return failed
+
+
 def report(results):
     """Prints each file's line (errors on stderr, 'error: ...'); returns how many failed."""
     failed = 0
@@ -220,21 +253,4 @@ def report(results):
         else:
             print(format_result(path, result), flush=True)
     return failed
-
-
-def main_for(predict_fn):
-    """A predict script's absl main around predict_fn(paths), which returns how many files
-    failed: one line on stderr and exit status 1, not a traceback, for missing data, no
-    checkpoint or another model's, an export folder that cannot take the version; exit
-    status 1 after the other files when any file failed."""
-    def main(argv):
-        try:
-            failed = predict_fn(argv[1:])
-        except (data.DataError, training.CheckpointMismatchError, ExportError) as e:
-            sys.exit('error: %s' % e)
-        except KeyboardInterrupt:
-            sys.exit('Interrupted.')
-        if failed:
-            sys.exit(1)
-    return main
 

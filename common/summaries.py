@@ -26,3 +26,10 @@ def histogram(tag, x, in_scope=False):
     op = tf.raw_ops.HistogramSummary(tag=_in_scope(tag) if in_scope else tag, values=x)
     tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.SUMMARIES, op)
     return op
+
+
+def scalar_values(values):
+    """A Summary of plain numbers, {tag: value} (written with a FileWriter's add_summary at a
+    step), for figures computed outside the graph."""
+    return tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=tag, simple_value=float(v))
+                                       for tag, v in values.items()])

@@ -15,17 +15,20 @@ run with one line, before anything is saved after that step.
 Report: 0.9699 after 20,000 steps (tutorial: 0.9733, loss 0.0902).
 """
 
+import dataclasses
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
-from common import mnist_input
+from common import config as config_lib
+from common import entry
+from common import summaries
 from common import training
+from mnist import input_data
 
 FLAGS = flags.FLAGS
 
@@ -34,16 +37,26 @@ FLAGS = flags.FLAGS
 VALIDATION_SIZE = 5000
 
 
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A cnn_mnist run: its flags."""
+    model_dir: str = config_lib.flag(
+        '/tmp/mnist_convnet_model',
+        'Where checkpoints and event files go (re-running resumes from it).')
+    fresh: bool = config_lib.flag(False, 'Move an existing --model_dir aside and start over.')
+    train_steps: int = config_lib.flag(20000, 'Number of training steps.', lower_bound=0)
+    batch_size: int = config_lib.flag(100, 'Training batch size.', lower_bound=1)
+    learning_rate: float = config_lib.flag(0.001, 'Gradient descent learning rate.',
+                                           lower_bound=0.0)
+    data_dir: str = input_data.data_dir_flag()
+    seed: int = config_lib.flag(None, 'Graph-level and shuffling seed.')
+
+
+DEFAULTS = Config()
+
+
 def define_flags():
-    flags.DEFINE_string('model_dir', '/tmp/mnist_convnet_model',
-                        'Where checkpoints and event files go (re-running resumes from it).')
-    flags.DEFINE_boolean('fresh', False, 'Move an existing --model_dir aside and start over.')
-    flags.DEFINE_integer('train_steps', 20000, 'Number of training steps.', lower_bound=0)
-    flags.DEFINE_integer('batch_size', 100, 'Training batch size.', lower_bound=1)
-    flags.DEFINE_float('learning_rate', 0.001, 'Gradient descent learning rate.', lower_bound=0.0)
-    flags.DEFINE_string('data_dir', '/tmp/mnist_data',
-                        'MNIST folder (default: $TF_CLASSICS_DATA/mnist when that is set).')
-    flags.DEFINE_integer('seed', None, 'Graph-level and shuffling seed.')
+    config_lib.define_flags(Config)
 
 
 class ShuffleQueueInput(object):
@@ -164,94 +177,92 @@ class FiniteLossHook(tf.compat.v1.train.SessionRunHook):
         training.check_finite(loss, step)
 
 
-def training_session(model, config=None):
-    """The Estimator's session: resumes from --model_dir, stops at --train_steps, logs the
-    probabilities every 50 steps and loss / steps per second every 100, checks the loss for
-    NaN and Inf, checkpoints every 1,000 steps and at the end (never after a bad loss, never
-    non-finite variables) and writes summaries every 100."""
+def training_session(config, model, session_config=None):
+    """The Estimator's session: resumes from config.model_dir, stops at config.train_steps,
+    logs the probabilities every 50 steps and loss / steps per second every 100, checks the
+    loss for NaN and Inf, checkpoints every 1,000 steps and at the end (never after a bad loss,
+    never non-finite variables) and writes summaries every 100. session_config: a ConfigProto
+    or None."""
     hooks = [
-        tf.compat.v1.train.StopAtStepHook(last_step=FLAGS.train_steps),
+        tf.compat.v1.train.StopAtStepHook(last_step=config.train_steps),
         tf.compat.v1.train.LoggingTensorHook({'probabilities': model.probabilities},
                                              every_n_iter=50),
         tf.compat.v1.train.LoggingTensorHook({'loss': model.loss, 'step': model.global_step},
                                              every_n_iter=100),
         FiniteLossHook(model.loss),
-        training.checkpoint_saver_hook(FLAGS.model_dir, save_steps=1000),  # after the check
+        training.checkpoint_saver_hook(config.model_dir, save_steps=1000),  # after the check
     ]
     return tf.compat.v1.train.MonitoredTrainingSession(
-        checkpoint_dir=FLAGS.model_dir, hooks=hooks, save_checkpoint_steps=None,
+        checkpoint_dir=config.model_dir, hooks=hooks, save_checkpoint_steps=None,
         save_checkpoint_secs=None, save_summaries_steps=100, log_step_count_steps=100,
-        config=config)
+        config=session_config)
 
 
-def train_input(mnist, seed=None):
-    """The training batches of a run starting at the latest checkpoint of --model_dir. As the
-    Estimator called the input_fn again, a resumed run starts a new queue at a new random row
-    (with --seed: a seed of its own, from --seed and the step it starts at)."""
-    latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+def train_input(config, mnist):
+    """The training batches of a run starting at the latest checkpoint of config.model_dir.
+    As the Estimator called the input_fn again, a resumed run starts a new queue at a new
+    random row (with a seed: a seed of its own, from config.seed and the step it starts at)."""
+    latest = tf.train.latest_checkpoint(config.model_dir)
     start = int(tf.train.load_checkpoint(latest).get_tensor('global_step')) if latest else 0
-    return ShuffleQueueInput(mnist.train.images, mnist.train.labels,
-                             seed=None if seed is None else [seed % (1 << 63), start])
+    seed = None if config.seed is None else [config.seed % (1 << 63), start]
+    return ShuffleQueueInput(mnist.train.images, mnist.train.labels, seed=seed)
 
 
-def train_step(sess, model, batches):
-    """One step on the next batch of --batch_size from `batches` (a ShuffleQueueInput)."""
-    images, labels = batches.next_batch(FLAGS.batch_size)
+def train_step(sess, model, batches, batch_size):
+    """One step on the next batch of batch_size from `batches` (a ShuffleQueueInput)."""
+    images, labels = batches.next_batch(batch_size)
     sess.run(model.train_op, feed_dict={model.images: images, model.labels: labels,
                                         model.training: True})
 
 
-def train(model, mnist, config=None):
-    """Trains to --train_steps, resuming from --model_dir; logs as the Estimator did.
-    Raises training.CheckpointMismatchError when --model_dir holds another model's
+def train(config, model, mnist, session_config=None):
+    """Trains to config.train_steps, resuming from config.model_dir; logs as the Estimator
+    did. Raises training.CheckpointMismatchError when the folder holds another model's
     checkpoint."""
     start = time.time()
-    latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+    latest = tf.train.latest_checkpoint(config.model_dir)
     if latest:
         training.check_checkpoint(
             latest, {v.op.name: v for v in tf.compat.v1.global_variables()}, 'this model',
             '; use --fresh or another --model_dir')
-    batches = train_input(mnist, FLAGS.seed)
-    with training_session(model, config) as sess:
+    batches = train_input(config, mnist)
+    with training_session(config, model, session_config) as sess:
         while not sess.should_stop():
-            train_step(sess, model, batches)
+            train_step(sess, model, batches, config.batch_size)
     logging.info('Training done in %.1f s', time.time() - start)
 
 
-def evaluate(model, mnist, config=None):
-    """Accuracy and mean loss of the latest checkpoint over the whole test set; returns a dict
-    and writes them as summaries to model_dir/eval."""
+def evaluate(model, mnist, model_dir, session_config=None):
+    """Accuracy and mean loss of the latest checkpoint in model_dir over the whole test set;
+    returns a dict and writes them as summaries to model_dir/eval."""
     saver = tf.compat.v1.train.Saver()
-    with tf.compat.v1.Session(config=config) as sess:
-        saver.restore(sess, tf.train.latest_checkpoint(FLAGS.model_dir))
-        accuracy, loss = mnist_input.evaluate(sess, model.correct, model.loss, model.images,
-                                              model.labels, mnist.test)
+    with tf.compat.v1.Session(config=session_config) as sess:
+        saver.restore(sess, tf.train.latest_checkpoint(model_dir))
+        accuracy, loss = input_data.evaluate(sess, model.correct, model.loss, model.images,
+                                             model.labels, mnist.test)
         step = sess.run(model.global_step)
     results = {'accuracy': accuracy, 'loss': loss, 'global_step': int(step)}
-    writer = tf.compat.v1.summary.FileWriter(FLAGS.model_dir + '/eval')
-    writer.add_summary(tf.compat.v1.Summary(value=[
-        tf.compat.v1.Summary.Value(tag='accuracy', simple_value=results['accuracy']),
-        tf.compat.v1.Summary.Value(tag='loss', simple_value=results['loss'])]), step)
+    writer = tf.compat.v1.summary.FileWriter(model_dir + '/eval')
+    writer.add_summary(summaries.scalar_values(
+        {'accuracy': results['accuracy'], 'loss': results['loss']}), step)
     writer.close()
     return results
 
 
-def run_from_flags():
-    """Trains (or resumes) in --model_dir, evaluates, prints the Estimator's result dict."""
-    mnist = mnist_input.read_data_sets_for(FLAGS, seed=FLAGS.seed,
-                                           validation_size=VALIDATION_SIZE)
-    training.prepare_train_dir(FLAGS.model_dir, fresh=FLAGS.fresh)
-    training.save_flags(FLAGS.model_dir, FLAGS)
-    with tf.Graph().as_default():
-        if FLAGS.seed is not None:
-            tf.compat.v1.set_random_seed(FLAGS.seed)
-        model = Model(FLAGS.learning_rate)
-        train(model, mnist)
-        results = evaluate(model, mnist)
+def run(config, record):
+    """Trains (or resumes) in config.model_dir, evaluates, prints the Estimator's result dict.
+    record: the run's training.flags_record, saved in model_dir."""
+    with input_data.training_run(config, config.model_dir, record, VALIDATION_SIZE) as mnist:
+        model = Model(config.learning_rate)
+        train(config, model, mnist)
+        results = evaluate(model, mnist, config.model_dir)
     print({k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v)
            for k, v in results.items()}, flush=True)
 
 
+def main(_):
+    run(config_lib.from_flags(Config, FLAGS, 'mnist'), training.flags_record(FLAGS))
+
+
 if __name__ == '__main__':
-    define_flags()
-    app.run(training.main_for(run_from_flags, 'model_dir', 'learning_rate'))
+    entry.run(define_flags, main, 'model_dir', 'learning_rate')

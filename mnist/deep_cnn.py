@@ -15,14 +15,17 @@ one line, before anything is saved after that step.
 Report: 0.9926 after 10,000 batches (Görner: 0.9928-0.9931).
 """
 
+import dataclasses
 
-from absl import app
 from absl import flags
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
-from common import mnist_input
+from common import config as config_lib
+from common import entry
+from common import summaries
 from common import training
+from mnist import input_data
 
 FLAGS = flags.FLAGS
 
@@ -31,23 +34,33 @@ FLAGS = flags.FLAGS
 VALIDATION_SIZE = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A deep_cnn run: its flags."""
+    max_steps: int = config_lib.flag(10000, 'Number of training batches.', lower_bound=0)
+    batch_size: int = config_lib.flag(100, 'Training batch size.', lower_bound=1)
+    log_dir: str = '/tmp/mnist_deep_cnn'  # see define_flags
+    data_dir: str = input_data.data_dir_flag()
+    eval_every: int = config_lib.flag(
+        100, 'Test accuracy and summaries every this many batches.', lower_bound=1)
+    checkpoint_steps: int = config_lib.flag(
+        1000, 'Save a checkpoint every this many batches.', lower_bound=1)
+    fresh: bool = config_lib.flag(False, 'Move an existing --log_dir aside and start over.')
+    max_learning_rate: float = config_lib.flag(0.003, 'Learning rate at step 0.',
+                                               lower_bound=0.0)
+    min_learning_rate: float = config_lib.flag(0.0001, 'Learning rate it decays towards.',
+                                               lower_bound=0.0)
+    decay_speed: float = config_lib.flag(
+        2000.0, 'Steps for the decay to shrink by a factor e.', lower_bound=1e-9)
+    seed: int = config_lib.flag(None, 'Graph-level and shuffling seed.')
+
+
+DEFAULTS = Config()
+
+
 def define_flags():
-    flags.DEFINE_integer('max_steps', 10000, 'Number of training batches.', lower_bound=0)
-    flags.DEFINE_integer('batch_size', 100, 'Training batch size.', lower_bound=1)
-    training.define_log_dir_flag('/tmp/mnist_deep_cnn', 'Summaries and checkpoint directory.')
-    flags.DEFINE_string('data_dir', '/tmp/mnist_data',
-                        'MNIST folder (default: $TF_CLASSICS_DATA/mnist when that is set).')
-    flags.DEFINE_integer('eval_every', 100, 'Test accuracy and summaries every this many batches.',
-                         lower_bound=1)
-    flags.DEFINE_integer('checkpoint_steps', 1000, 'Save a checkpoint every this many batches.',
-                         lower_bound=1)
-    flags.DEFINE_boolean('fresh', False, 'Move an existing --log_dir aside and start over.')
-    flags.DEFINE_float('max_learning_rate', 0.003, 'Learning rate at step 0.', lower_bound=0.0)
-    flags.DEFINE_float('min_learning_rate', 0.0001, 'Learning rate it decays towards.',
-                       lower_bound=0.0)
-    flags.DEFINE_float('decay_speed', 2000.0, 'Steps for the decay to shrink by a factor e.',
-                       lower_bound=1e-9)
-    flags.DEFINE_integer('seed', None, 'Graph-level and shuffling seed.')
+    config_lib.define_flags(Config)
+    training.define_log_dir_flag(DEFAULTS.log_dir, 'Summaries and checkpoint directory.')
 
 
 def _weights(shape, name):
@@ -111,11 +124,6 @@ class Model(object):
                  for v in tf.compat.v1.trainable_variables()])
 
 
-def _scalars(**values):
-    return tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=k, simple_value=float(v))
-                                       for k, v in values.items()])
-
-
 def train_step(sess, model, images, labels):
     """One training batch, with dropout (keep 0.75); returns its loss (before the update)."""
     _, loss = sess.run([model.train_op, model.loss],
@@ -132,9 +140,9 @@ def evaluate(sess, model, mnist, images, labels, writer, step):
             {model.images: images, model.labels: labels})
     except tf.errors.InvalidArgumentError as e:  # a histogram of NaN weights
         raise training.divergence_in_summary(e, step) or e
-    acc, loss = mnist_input.evaluate(sess, model.correct, model.loss, model.images,
+    acc, loss = input_data.evaluate(sess, model.correct, model.loss, model.images,
                                      model.labels, mnist.test)
-    writer.add_summary(_scalars(**{
+    writer.add_summary(summaries.scalar_values({
         'train/accuracy': train_correct / len(labels), 'train/cross_entropy': train_loss,
         'test/accuracy': acc, 'test/cross_entropy': loss, 'learning_rate': lr}), step)
     writer.add_summary(hist, step)
@@ -143,21 +151,21 @@ def evaluate(sess, model, mnist, images, labels, writer, step):
     return acc
 
 
-def train(mnist):
-    """Trains to --max_steps batches, resuming from the latest checkpoint in --log_dir;
-    returns the final test accuracy."""
-    model = Model(None, FLAGS.max_learning_rate, FLAGS.min_learning_rate, FLAGS.decay_speed)
-    checkpoints = mnist_input.Checkpoints(FLAGS.log_dir, mnist.train)
-    writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir, tf.compat.v1.get_default_graph())
+def train(config, mnist):
+    """Trains to config.max_steps batches, resuming from the latest checkpoint in
+    config.log_dir; returns the final test accuracy."""
+    model = Model(None, config.max_learning_rate, config.min_learning_rate, config.decay_speed)
+    checkpoints = input_data.Checkpoints(config.log_dir, mnist.train)
+    writer = tf.compat.v1.summary.FileWriter(config.log_dir, tf.compat.v1.get_default_graph())
     with tf.compat.v1.Session() as sess:
         start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
-        mnist_input.start_event_files([writer], start)
-        last = max(start, FLAGS.max_steps)
+        input_data.start_event_files([writer], start)
+        last = max(start, config.max_steps)
         for i in range(start, last + 1):
-            if i > start and (i % FLAGS.checkpoint_steps == 0 or i == last):
+            if i > start and (i % config.checkpoint_steps == 0 or i == last):
                 checkpoints.save(sess, i)
-            images, labels = mnist.train.next_batch(FLAGS.batch_size)
-            if i % FLAGS.eval_every == 0 or i == last:
+            images, labels = mnist.train.next_batch(config.batch_size)
+            if i % config.eval_every == 0 or i == last:
                 acc = evaluate(sess, model, mnist, images, labels, writer, i)
             if i == last:
                 break
@@ -167,18 +175,16 @@ def train(mnist):
     return acc
 
 
-def run_from_flags():
-    """Trains (or resumes) in --log_dir on all 60,000 training images, as Görner did."""
-    mnist = mnist_input.read_data_sets_for(FLAGS, seed=FLAGS.seed,
-                                           validation_size=VALIDATION_SIZE)
-    training.prepare_train_dir(FLAGS.log_dir, fresh=FLAGS.fresh)
-    training.save_flags(FLAGS.log_dir, FLAGS)
-    with tf.Graph().as_default():
-        if FLAGS.seed is not None:
-            tf.compat.v1.set_random_seed(FLAGS.seed)
-        train(mnist)
+def run(config, record):
+    """Trains (or resumes) in config.log_dir on all 60,000 training images, as Görner did.
+    record: the run's training.flags_record, saved in log_dir."""
+    with input_data.training_run(config, config.log_dir, record, VALIDATION_SIZE) as mnist:
+        train(config, mnist)
+
+
+def main(_):
+    run(config_lib.from_flags(Config, FLAGS, 'mnist'), training.flags_record(FLAGS))
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(training.main_for(run_from_flags, 'log_dir', 'max_learning_rate'))
+    entry.run(define_flags, main, 'log_dir', 'max_learning_rate')

@@ -4,52 +4,79 @@
     python mnist/mlp.py --grid                   # the report's 8 configurations, then a table
     python mnist/mlp.py --grid=full              # all 12 of {300, 400, 1024} x {0.5 ... 0.0001}
     python mnist/mlp.py --plot_samples=samples.png   # the first 16 training images, labelled
+    python mnist/mlp.py --grid --log_dir=/tmp/mlp    # and TensorBoard scalars, a folder each
 
 Inputs are the raw pixels cast to float (0-255, not scaled); weights truncated normal with
 stddev 1.0, zero biases; relu; softmax cross entropy; the whole 60,000-image training set as one
 batch; gradient descent. Every 100 steps it prints the loss, the training accuracy (of that
 step's predictions) and the test accuracy. A NaN or Inf loss ends a run with one line (exit
 status 1); in --grid that configuration is marked `diverged@<step>` in the table and the grid
-goes on. Report: loss 73,913 at step 0; test 80.6% / 84.8% / 86.4% at steps 100 / 200 / 300; of
-the other configurations none got above 80%.
+goes on. With --log_dir the same figures go to TensorBoard (tags loss, train_accuracy and
+test_accuracy, in percent, at the steps printed and the last), in one subfolder per
+configuration with --grid (hidden_<h>_lr_<lr>), where a diverged one also has a
+diverged_at_step scalar: the step it stopped at.
+Report: loss 73,913 at step 0; test 80.6% / 84.8% / 86.4% at steps 100 / 200 / 300; of the other
+configurations none got above 80%.
 """
 
+import dataclasses
+import os
 import sys
 
-from absl import app
 from absl import flags
 import numpy as np
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
-from common import mnist_input
+from common import config as config_lib
+from common import entry
+from common import summaries
 from common import training
+from mnist import input_data
 
 FLAGS = flags.FLAGS
 
 # The report loaded all 60,000 training images (its printout: 'Training set (60000, 784)').
 VALIDATION_SIZE = 0
+BATCH_SIZE = input_data.TRAIN_IMAGES - VALIDATION_SIZE  # full batch: the whole training set
 
 CLASS_NAMES = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine']
 REPORT_GRID = [(300, 0.5), (400, 0.5), (400, 0.01), (400, 0.001),
                (1024, 0.5), (1024, 0.01), (1024, 0.001), (1024, 0.0001)]
 FULL_GRID = [(h, lr) for h in (300, 400, 1024) for lr in (0.5, 0.01, 0.001, 0.0001)]
+# A --grid configuration's subfolder of --log_dir (hidden size, learning rate).
+GRID_FOLDER = 'hidden_%d_lr_%g'
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """An mlp.py run: its flags."""
+    hidden_size: int = config_lib.flag(1024, 'Hidden layer width.', lower_bound=1)
+    learning_rate: float = config_lib.flag(0.0001, 'Gradient descent learning rate.',
+                                           lower_bound=0.0)
+    num_steps: int = config_lib.flag(301, 'Full-batch gradient descent steps.', lower_bound=1)
+    seed: int = config_lib.flag(None, 'Graph-level random seed.')
+    grid: str = config_lib.flag(
+        None, "Run the report's grid search ('--grid' alone: its 8 configurations) or all 12 "
+        '(--grid=full) and print a table.', enum=['report', 'full'])
+    plot_samples: str = config_lib.flag(
+        None, 'Draw the first 16 training images in a labelled 4x4 grid to this PNG (needs '
+        'matplotlib) and exit.')
+    data_dir: str = input_data.data_dir_flag()
+    log_dir: str = None  # see define_flags
+
+
+DEFAULTS = Config()
 
 
 def define_flags():
-    flags.DEFINE_integer('hidden_size', 1024, 'Hidden layer width.', lower_bound=1)
-    flags.DEFINE_float('learning_rate', 0.0001, 'Gradient descent learning rate.',
-                       lower_bound=0.0)
-    flags.DEFINE_integer('num_steps', 301, 'Full-batch gradient descent steps.', lower_bound=1)
-    flags.DEFINE_integer('seed', None, 'Graph-level random seed.')
-    flags.DEFINE_enum('grid', None, ['report', 'full'],
-                      "Run the report's grid search ('--grid' alone: its 8 configurations) or "
-                      'all 12 (--grid=full) and print a table.')
-    flags.DEFINE_string('plot_samples', None,
-                        'Draw the first 16 training images in a labelled 4x4 grid to this PNG '
-                        '(needs matplotlib) and exit.')
-    flags.DEFINE_string('data_dir', '/tmp/mnist_data',
-                        'MNIST folder (default: $TF_CLASSICS_DATA/mnist when that is set).')
+    config_lib.define_flags(Config)
+    training.define_log_dir_flag(
+        DEFAULTS.log_dir,
+        'Also write TensorBoard scalars here: loss, train_accuracy and test_accuracy (in '
+        'percent, as printed) at the steps printed and the last step. With --grid one '
+        'subfolder per configuration, hidden_<h>_lr_<lr>, with diverged_at_step (the step) '
+        'where it diverged. Default: nothing written.')
 
 
 def accuracy(predictions, labels):
@@ -103,26 +130,55 @@ class Graph(object):
         return l, predictions
 
 
+class ScalarLog(object):
+    """The run's figures as TensorBoard scalars in log_dir (nothing when log_dir is None).
+    A run starts its event file over at step 0: TensorBoard then shows this run's points, not
+    those of an earlier run into the same folder."""
+
+    def __init__(self, log_dir):
+        self._writer = tf.compat.v1.summary.FileWriter(log_dir) if log_dir else None
+        if self._writer:
+            input_data.start_event_files([self._writer], 0)
+
+    def write(self, step, **values):
+        if self._writer:
+            self._writer.add_summary(summaries.scalar_values(values), step)
+
+    def close(self):
+        if self._writer:
+            self._writer.close()
+
+
 def run(train_images, train_labels, test_images, test_labels, hidden_size, learning_rate,
-        num_steps, seed=None, log=print):
+        num_steps, seed=None, log=print, log_dir=None):
     """Trains the MLP full-batch; returns a dict of the final loss and accuracies (percent).
-    Raises training.DivergedError at the first NaN or Inf loss."""
-    with tf.Graph().as_default():
-        if seed is not None:
-            tf.compat.v1.set_random_seed(seed)
+    With log_dir, writes them as TensorBoard scalars there (see ScalarLog). Raises
+    training.DivergedError at the first NaN or Inf loss (with log_dir: diverged_at_step
+    written)."""
+    with training.seeded_graph(seed):
         graph = Graph(train_images, train_labels, test_images, hidden_size, learning_rate)
-        with tf.compat.v1.Session() as session:
-            graph.initialize(session)
-            for step in range(num_steps):
-                l, predictions = graph.train_step(session)
-                training.check_finite(l, step)
-                if step % 100 == 0 or step == num_steps - 1:
-                    train_acc = accuracy(predictions, train_labels)
-                    test_acc = accuracy(session.run(graph.test_prediction), test_labels)
-                    if step % 100 == 0:
-                        log('Loss at step %d: %f' % (step, l))
-                        log('Training accuracy: %.1f%%' % train_acc)
-                        log('Test accuracy: %.1f%%' % test_acc)
+        scalars = ScalarLog(log_dir)
+        try:
+            with tf.compat.v1.Session() as session:
+                graph.initialize(session)
+                for step in range(num_steps):
+                    l, predictions = graph.train_step(session)
+                    try:
+                        training.check_finite(l, step)
+                    except training.DivergedError as e:
+                        scalars.write(e.step, diverged_at_step=e.step)
+                        raise
+                    if step % 100 == 0 or step == num_steps - 1:
+                        train_acc = accuracy(predictions, train_labels)
+                        test_acc = accuracy(session.run(graph.test_prediction), test_labels)
+                        scalars.write(step, loss=l, train_accuracy=train_acc,
+                                      test_accuracy=test_acc)
+                        if step % 100 == 0:
+                            log('Loss at step %d: %f' % (step, l))
+                            log('Training accuracy: %.1f%%' % train_acc)
+                            log('Test accuracy: %.1f%%' % test_acc)
+        finally:
+            scalars.close()
     return {'loss': float(l), 'train_accuracy': train_acc, 'test_accuracy': test_acc}
 
 
@@ -161,30 +217,43 @@ def grid_table(rows):
     return '\n'.join(lines)
 
 
-def run_from_flags():
-    """Trains once, or the grid, or draws the samples, as the flags say."""
-    mnist = mnist_input.read_data_sets_for(FLAGS, scale=False, validation_size=VALIDATION_SIZE)
-    train_images = mnist.train.images.astype(np.float32)  # raw pixels, not scaled
-    test_images = mnist.test.images.astype(np.float32)
-    if FLAGS.plot_samples:
-        plot_samples(train_images, mnist.train.labels, FLAGS.plot_samples)
-        return
-    print('Training set', train_images.shape, flush=True)
-    args = (train_images, mnist.train.labels, test_images, mnist.test.labels)
-    if not FLAGS.grid:
-        run(*args, FLAGS.hidden_size, FLAGS.learning_rate, FLAGS.num_steps, FLAGS.seed)
-        return
+def grid_search(config, sets):
+    """Trains each configuration of config.grid on sets (train images, train labels, test
+    images, test labels), going on after one that diverges. Returns the grid_table rows."""
     rows = []
-    for hidden, lr in (REPORT_GRID if FLAGS.grid == 'report' else FULL_GRID):
+    for hidden, lr in (REPORT_GRID if config.grid == 'report' else FULL_GRID):
         print('hidden %d, learning rate %g' % (hidden, lr), flush=True)
+        log_dir = config.log_dir and os.path.join(config.log_dir, GRID_FOLDER % (hidden, lr))
         try:
-            result = run(*args, hidden, lr, FLAGS.num_steps, FLAGS.seed,
-                         log=lambda line: print('  ' + line, flush=True))
+            result = run(*sets, hidden, lr, config.num_steps, config.seed,
+                         log=lambda line: print('  ' + line, flush=True), log_dir=log_dir)
         except training.DivergedError as e:
             print('  %s; on to the next configuration' % e, flush=True)
             result = e
         rows.append((hidden, lr, result))
-    print('\n' + grid_table(rows), flush=True)
+    return rows
+
+
+def train(config):
+    """Trains once, or the grid, or draws the samples, as config says."""
+    mnist = input_data.read_data_sets(config.data_dir, scale=False,
+                                      validation_size=VALIDATION_SIZE)
+    train_images = mnist.train.images.astype(np.float32)  # raw pixels, not scaled
+    test_images = mnist.test.images.astype(np.float32)
+    if config.plot_samples:
+        plot_samples(train_images, mnist.train.labels, config.plot_samples)
+        return
+    print('Training set', train_images.shape, flush=True)
+    sets = (train_images, mnist.train.labels, test_images, mnist.test.labels)
+    if not config.grid:
+        run(*sets, config.hidden_size, config.learning_rate, config.num_steps, config.seed,
+            log_dir=config.log_dir)
+        return
+    print('\n' + grid_table(grid_search(config, sets)), flush=True)
+
+
+def main(_):
+    train(config_lib.from_flags(Config, FLAGS, 'mnist'))
 
 
 def _flags_parser(argv):
@@ -194,6 +263,4 @@ def _flags_parser(argv):
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(training.main_for(run_from_flags, None, 'learning_rate'),
-            flags_parser=_flags_parser)
+    entry.run(define_flags, main, None, 'learning_rate', flags_parser=_flags_parser)

@@ -17,42 +17,54 @@ one line, before anything is saved after that step.
 Report: 0.9683 at 1,000 steps; 0.983 at 20,000 steps with --test_every=100.
 """
 
+import dataclasses
 import os
 
-from absl import app
 from absl import flags
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
-from common import mnist_input
+from common import config as config_lib
+from common import entry
 from common import summaries
 from common import training
+from mnist import input_data
 
 FLAGS = flags.FLAGS
 
 # input_data.read_data_sets' default: the first 5,000 training images are the validation set,
 # the tutorial trained on the other 55,000.
 VALIDATION_SIZE = 5000
+BATCH_SIZE = 100  # the tutorial's training batch (no flag)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """An mnist_with_summaries run: its flags (the tutorial's names and defaults)."""
+    fake_data: bool = config_lib.flag(False, 'If true, uses fake data for unit testing.')
+    max_steps: int = config_lib.flag(1000, 'Number of steps to run trainer.', lower_bound=0)
+    learning_rate: float = config_lib.flag(0.001, 'Initial learning rate', lower_bound=0.0)
+    dropout: float = config_lib.flag(0.9, 'Keep probability for training dropout.',
+                                     lower_bound=0.0, upper_bound=1.0)
+    data_dir: str = config_lib.flag('/tmp/tensorflow/mnist/input_data',
+                                    'Directory for storing input data (default: '
+                                    '$TF_CLASSICS_DATA/mnist when that is set).')
+    log_dir: str = os.path.join(os.getenv('TEST_TMPDIR', '/tmp'),  # see define_flags
+                                'tensorflow/mnist/logs/mnist_with_summaries')
+    test_every: int = config_lib.flag(10, 'Test-set accuracy every this many steps.',
+                                      lower_bound=1)
+    checkpoint_steps: int = config_lib.flag(1000, 'Save a checkpoint every this many steps.',
+                                            lower_bound=1)
+    fresh: bool = config_lib.flag(False, 'Move an existing --log_dir aside and start over.')
+    seed: int = config_lib.flag(None, 'Graph-level and shuffling seed.')
+
+
+DEFAULTS = Config()
 
 
 def define_flags():
-    flags.DEFINE_boolean('fake_data', False, 'If true, uses fake data for unit testing.')
-    flags.DEFINE_integer('max_steps', 1000, 'Number of steps to run trainer.', lower_bound=0)
-    flags.DEFINE_float('learning_rate', 0.001, 'Initial learning rate', lower_bound=0.0)
-    flags.DEFINE_float('dropout', 0.9, 'Keep probability for training dropout.',
-                       lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_string('data_dir', '/tmp/tensorflow/mnist/input_data',
-                        'Directory for storing input data (default: $TF_CLASSICS_DATA/mnist '
-                        'when that is set).')
-    training.define_log_dir_flag(
-        os.path.join(os.getenv('TEST_TMPDIR', '/tmp'), 'tensorflow/mnist/logs/mnist_with_summaries'),
-        'Summaries log directory')
-    flags.DEFINE_integer('test_every', 10, 'Test-set accuracy every this many steps.',
-                         lower_bound=1)
-    flags.DEFINE_integer('checkpoint_steps', 1000, 'Save a checkpoint every this many steps.',
-                         lower_bound=1)
-    flags.DEFINE_boolean('fresh', False, 'Move an existing --log_dir aside and start over.')
-    flags.DEFINE_integer('seed', None, 'Graph-level and shuffling seed.')
+    config_lib.define_flags(Config)
+    training.define_log_dir_flag(DEFAULTS.log_dir, 'Summaries log directory')
 
 
 def variable_summaries(var):
@@ -143,23 +155,23 @@ def train_step(sess, model, train_writer, i, feed_dict):
     return loss
 
 
-def train(mnist):
-    """The tutorial's loop, resumed from the latest checkpoint in --log_dir. Returns the final
-    test-set accuracy."""
-    model = Model(FLAGS.learning_rate)
-    checkpoints = mnist_input.Checkpoints(FLAGS.log_dir, mnist.train)
+def train(config, mnist):
+    """The tutorial's loop, resumed from the latest checkpoint in config.log_dir. Returns the
+    final test-set accuracy."""
+    model = Model(config.learning_rate)
+    checkpoints = input_data.Checkpoints(config.log_dir, mnist.train)
     sess = tf.compat.v1.Session()
-    train_writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/train', sess.graph)
-    test_writer = tf.compat.v1.summary.FileWriter(FLAGS.log_dir + '/test')
+    train_writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/train', sess.graph)
+    test_writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/test')
     start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
-    mnist_input.start_event_files([train_writer, test_writer], start)
-    last = max(start, FLAGS.max_steps)
+    input_data.start_event_files([train_writer, test_writer], start)
+    last = max(start, config.max_steps)
 
     def feed_dict(train_batch):
         """A training batch with dropout, or the whole test set without."""
-        if train_batch or FLAGS.fake_data:
-            xs, ys = mnist.train.next_batch(100)
-            k = FLAGS.dropout
+        if train_batch or config.fake_data:
+            xs, ys = mnist.train.next_batch(BATCH_SIZE)
+            k = config.dropout
         else:
             xs, ys = mnist.test.images, mnist.test.labels
             k = 1.0
@@ -167,10 +179,10 @@ def train(mnist):
 
     i = start
     try:
-        for i in range(start, FLAGS.max_steps):
-            if i > start and i % FLAGS.checkpoint_steps == 0:
+        for i in range(start, config.max_steps):
+            if i > start and i % config.checkpoint_steps == 0:
                 checkpoints.save(sess, i)
-            if i % FLAGS.test_every == 0:  # Record summaries and test-set accuracy
+            if i % config.test_every == 0:  # Record summaries and test-set accuracy
                 summary, acc = sess.run([model.merged, model.accuracy],
                                         feed_dict=feed_dict(False))
                 test_writer.add_summary(summary, i)
@@ -191,19 +203,18 @@ def train(mnist):
     return acc
 
 
-def run_from_flags():
-    """Trains (or resumes) in --log_dir on the 55,000 training images."""
-    mnist = mnist_input.read_data_sets_for(FLAGS, fake_data=FLAGS.fake_data, seed=FLAGS.seed,
-                                           validation_size=VALIDATION_SIZE)
+def run(config, record):
+    """Trains (or resumes) in config.log_dir on the 55,000 training images. record: the run's
+    training.flags_record, saved in log_dir."""
     # The original deleted log_dir; re-running resumes, and --fresh moves it aside.
-    training.prepare_train_dir(FLAGS.log_dir, fresh=FLAGS.fresh)
-    training.save_flags(FLAGS.log_dir, FLAGS)
-    with tf.Graph().as_default():
-        if FLAGS.seed is not None:
-            tf.compat.v1.set_random_seed(FLAGS.seed)
-        train(mnist)
+    with input_data.training_run(config, config.log_dir, record, VALIDATION_SIZE,
+                                 fake_data=config.fake_data) as mnist:
+        train(config, mnist)
+
+
+def main(_):
+    run(config_lib.from_flags(Config, FLAGS, 'mnist'), training.flags_record(FLAGS))
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(training.main_for(run_from_flags, 'log_dir', 'learning_rate'))
+    entry.run(define_flags, main, 'log_dir', 'learning_rate')

@@ -33,15 +33,17 @@ scripts' models: one line, exit status 1.
 """
 
 import collections
+import dataclasses
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
+from common import config as config_lib
+from common import entry
 from common import serving
 from common import training
 from mnist import cnn_mnist
@@ -69,19 +71,29 @@ MODELS = collections.OrderedDict([
 ])
 
 
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What to classify with, and what else to do: the flags."""
+    model_dir: str = config_lib.flag(
+        cnn_mnist.DEFAULTS.model_dir,
+        'The folder of the checkpoints: cnn_mnist\'s --model_dir, or deep_cnn\'s or '
+        'mnist_with_summaries\' --log_dir. Its latest checkpoint is used.')
+    checkpoint: str = config_lib.flag(
+        None, 'One checkpoint to use instead of the latest, e.g. '
+        '/tmp/mnist_convnet_model/model.ckpt-20000.')
+    invert: bool = config_lib.flag(
+        False, 'Invert the images (255 - value): for a dark digit on a light background. MNIST '
+        'stores white digits on black.')
+    export_dir: str = config_lib.flag(
+        None, 'Also write the model as a SavedModel for TensorFlow Serving, in '
+        '<export_dir>/<global step>/.')
+
+
+DEFAULTS = Config()
+
+
 def define_flags():
-    flags.DEFINE_string('model_dir', '/tmp/mnist_convnet_model',
-                        'The folder of the checkpoints: cnn_mnist\'s --model_dir, or deep_cnn\'s '
-                        'or mnist_with_summaries\' --log_dir. Its latest checkpoint is used.')
-    flags.DEFINE_string('checkpoint', None,
-                        'One checkpoint to use instead of the latest, e.g. '
-                        '/tmp/mnist_convnet_model/model.ckpt-20000.')
-    flags.DEFINE_boolean('invert', False,
-                         'Invert the images (255 - value): for a dark digit on a light '
-                         'background. MNIST stores white digits on black.')
-    flags.DEFINE_string('export_dir', None,
-                        'Also write the model as a SavedModel for TensorFlow Serving, in '
-                        '<export_dir>/<global step>/.')
+    config_lib.define_flags(Config)
 
 
 def decode_gray(contents):
@@ -97,14 +109,7 @@ def prepare_digits(images, invert=False):
     3). uint8 [n, height, width, 1] -> float32 [n, 784] in [0, 1]."""
     if invert:
         images = 255 - images
-    shape = tf.shape(images)
-    height, width = shape[1], shape[2]
-    side = tf.maximum(height, width)
-    square = tf.image.pad_to_bounding_box(images, (side - height) // 2, (side - width) // 2,
-                                          side, side)
-    # A 28x28 image comes out unchanged (the resize is then exact).
-    resized = tf.image.resize(square, [MNIST_SIDE, MNIST_SIDE], antialias=True)
-    mnist_like = tf.clip_by_value(tf.round(resized), 0, 255)
+    mnist_like = serving.square_resized(images, MNIST_SIDE, pad=True)  # 28x28: unchanged
     return tf.reshape(mnist_like / 255.0, [-1, MNIST_SIDE * MNIST_SIDE])
 
 
@@ -148,33 +153,33 @@ def detect_model(ckpt_path):
         'variables are not theirs)' % (ckpt_path, ', '.join(MODELS)))
 
 
-def predict(paths):
+def predict(config, paths):
     """Classifies the files (one line each), then exports when asked. Returns how many files
     failed."""
-    if not paths and not FLAGS.export_dir:
-        sys.exit('error: nothing to do: give image files to classify, or --export_dir (see '
-                 '--help)')
     logging.set_verbosity(logging.ERROR)  # TensorFlow's INFO and deprecation lines: ours say it
-    ckpt_path = serving.checkpoint_to_use(FLAGS.checkpoint, FLAGS.model_dir, 'model_dir',
+    ckpt_path = serving.checkpoint_to_use(config.checkpoint, config.model_dir, 'model_dir',
                                           ', '.join(MODELS))
     script, found = detect_model(ckpt_path)
     step = training.checkpoint_global_step(ckpt_path)
     with tf.Graph().as_default():
-        classifier, variables = build_classifier(script, FLAGS.invert)
+        classifier, variables = build_classifier(script, config.invert)
         with tf.compat.v1.Session() as sess:
             serving.restore(sess, ckpt_path, variables, 'the model of %s' % script)
             print('Classifying with %s (global step %d): the model of %s (%s)%s'
-                  % (ckpt_path, step, script, found, ', images inverted' if FLAGS.invert else ''),
-                  flush=True)
-            failed = serving.report(serving.classify_files(sess, classifier, paths))
-            if FLAGS.export_dir:
-                exported = serving.export_saved_model(sess, classifier, FLAGS.export_dir, step)
-                print('Exported a SavedModel to %s (signatures %s, %s)'
-                      % (exported, serving.SIGNATURE_BYTES, serving.SIGNATURE_IMAGES),
-                      flush=True)
-    return failed
+                  % (ckpt_path, step, script, found,
+                     ', images inverted' if config.invert else ''), flush=True)
+            return serving.classify_and_export(sess, classifier, paths, config.export_dir,
+                                               step)
+
+
+def main(argv):
+    paths = argv[1:]
+    config = config_lib.from_flags(Config, FLAGS)
+    if not paths and not config.export_dir:
+        sys.exit('error: nothing to do: give image files to classify, or --export_dir (see '
+                 '--help)')
+    return 1 if predict(config, paths) else None
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(serving.main_for(predict))
+    entry.run(define_flags, main, errors=(serving.ExportError,))

@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from common import mnist_input
 from conftest import flag_defaults
 from conftest import run_script
 from mnist import cnn_mnist
 from mnist import deep_cnn
+from mnist import input_data
 from mnist import mlp
 from mnist import mnist_with_summaries
 
@@ -33,7 +33,7 @@ def test_parameter_counts():
 
 def test_mnist_input_batches_walk_shuffled_epochs():
     images = np.arange(10 * 28 * 28, dtype=np.uint8).reshape(10, 28, 28)
-    ds = mnist_input.DataSet(images, np.arange(10, dtype=np.int32), seed=0)
+    ds = input_data.DataSet(images, np.arange(10, dtype=np.int32), seed=0)
     seen = np.concatenate([ds.next_batch(4)[1] for _ in range(5)])
     assert sorted(seen[:10]) == list(range(10)) and ds.epochs_completed == 1
     x, _ = ds.next_batch(3)
@@ -182,7 +182,7 @@ def test_flag_defaults_are_the_originals():
 # --- the originals' split --------------------------------------------------------------------
 
 def test_read_data_sets_splits_as_the_original(data_root):
-    mnist = mnist_input.read_data_sets(os.path.join(data_root, 'mnist'))
+    mnist = input_data.read_data_sets(os.path.join(data_root, 'mnist'))
     assert (mnist.train.num_examples, mnist.validation.num_examples,
             mnist.test.num_examples) == (55000, 5000, 10000)
     # validation = the first 5,000 training images of the file, train = the rest
@@ -191,15 +191,15 @@ def test_read_data_sets_splits_as_the_original(data_root):
     assert list(mnist.test.labels[:10]) == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert mnist.train.images.shape == (55000, 784) and mnist.validation.images.shape == (5000, 784)
 
-    everything = mnist_input.read_data_sets(os.path.join(data_root, 'mnist'), validation_size=0,
+    everything = input_data.read_data_sets(os.path.join(data_root, 'mnist'), validation_size=0,
                                             scale=False)
     assert (everything.train.num_examples, everything.validation.num_examples) == (60000, 0)
     assert list(everything.train.labels[:10]) == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert everything.train.images.dtype == np.uint8
     with pytest.raises(ValueError, match='between 0 and 60000'):
-        mnist_input.read_data_sets(os.path.join(data_root, 'mnist'), validation_size=60001)
+        input_data.read_data_sets(os.path.join(data_root, 'mnist'), validation_size=60001)
 
-    fake = mnist_input.read_data_sets(None, fake_data=True)
+    fake = input_data.read_data_sets(None, fake_data=True)
     assert fake.validation.next_batch(2)[1].tolist() == [1, 1]
 
 
@@ -223,16 +223,16 @@ def test_mlp_prints_the_reports_training_set_shape():
 def test_epoch_stream_continues_where_it_stopped():
     images = np.zeros((10, 28, 28), np.uint8)
     labels = np.arange(10, dtype=np.int32)
-    first = mnist_input.DataSet(images, labels, seed=7)
+    first = input_data.DataSet(images, labels, seed=7)
     for _ in range(3):
         first.next_batch(4)                     # 12 examples: into the second epoch
-    resumed = mnist_input.DataSet(images, labels)  # another (random) seed
+    resumed = input_data.DataSet(images, labels)  # another (random) seed
     resumed.seek(first.position, first.seed)
     for _ in range(4):
         assert first.next_batch(4)[1].tolist() == resumed.next_batch(4)[1].tolist()
     assert resumed.epochs_completed == first.epochs_completed == 2
     # each epoch is a permutation; epochs differ
-    stream = mnist_input.DataSet(images, labels, seed=7)
+    stream = input_data.DataSet(images, labels, seed=7)
     epochs = [sorted(stream.next_batch(10)[1]) for _ in range(3)]
     assert all(e == list(range(10)) for e in epochs)
     stream.seek(0)
@@ -356,7 +356,7 @@ from absl import flags
 from common import training
 from mnist import mlp
 
-def fake_run(*args, log=print):
+def fake_run(*args, log=print, log_dir=None):
     hidden, lr = args[4], args[5]
     log('Loss at step 0: 1.0')
     if lr == 0.5:
@@ -366,7 +366,7 @@ def fake_run(*args, log=print):
 mlp.run = fake_run
 mlp.define_flags()
 flags.FLAGS(['mlp.py', '--grid=report'])
-mlp.run_from_flags()
+mlp.main(['mlp.py'])
 """
 
 

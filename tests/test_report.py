@@ -149,3 +149,94 @@ def test_the_committed_results_md_is_what_run_all_generates():
     path = os.path.join(REPO, 'results', 'RESULTS.md')
     assert open(path).read() == report.results_markdown(), (
         'results/RESULTS.md is stale: ./run_all.sh --publish rebuilds it')
+
+
+# --- the figures come from the event files: what the scripts printed last --------------------
+
+def test_the_figures_are_the_last_printed_ones(quick_run):
+    """result.json's figure, read from the event files, is the final figure the script printed
+    (what the report read from its log before)."""
+    out, _ = quick_run
+    printed_last = {'summaries_1k': r'^Final test accuracy after \d+ steps: ([\d.]+)$',
+                    'deep_cnn': r'^Final test accuracy after \d+ batches: ([\d.]+)$'}
+    for name, pattern in printed_last.items():
+        printed = re.findall(pattern, (out / name / 'log.txt').read_text(), re.M)[-1]
+        assert json.load(open(out / name / 'result.json'))['reproduced'] == float(printed)
+
+
+def test_cnn_mnists_figure_is_its_printed_accuracy(tmp_path):
+    run_dir = tmp_path / 'cnn_mnist'
+    (command,), _, _ = report._commands(report.BY_NAME['cnn_mnist'], str(run_dir), True, 0)
+    result = subprocess.run(command + ['--train_steps=2'], cwd=REPO, capture_output=True,
+                            text=True, timeout=600,
+                            env=dict(os.environ, TF_CLASSICS_DATA=shared_data_root()))
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = re.search(r"^\{'accuracy': ([\d.]+),", result.stdout, re.M).group(1)
+    assert report.parse_result(report.BY_NAME['cnn_mnist'], str(run_dir)) == (float(printed), {})
+
+
+def _tiny_mnist(n=64):
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (n, 784)).astype(np.float32)
+    labels = rng.randint(0, 10, n)
+    return images, labels, images[:n // 2], labels[:n // 2]
+
+
+def test_mlp_log_dir_holds_what_it_prints(tmp_path, capsys):
+    from mnist import mlp
+    run_dir = tmp_path / 'mlp'
+    mlp.run(*_tiny_mnist(), 16, 0.0001, 101, seed=0, log_dir=str(run_dir / 'logs'))
+    printed = capsys.readouterr().out
+    value, extra = report.parse_result(report.BY_NAME['mlp'], str(run_dir))
+    test_accuracies = re.findall(r'^Test accuracy: ([\d.]+)%$', printed, re.M)
+    assert len(test_accuracies) == 2  # steps 0 and 100, the last
+    assert '%.1f' % (100 * value) == test_accuracies[-1]
+    assert extra['loss_at_step_0'] == float(
+        re.search(r'^Loss at step 0: ([\d.]+)$', printed, re.M).group(1))
+    curves = {label: (steps, values) for label, steps, values in
+              report.read_curves(report.BY_NAME['mlp'], str(run_dir))}
+    assert curves['test accuracy'][0] == [0, 100] and curves['train loss'][0] == [0, 100]
+    assert curves['test accuracy'][1][-1] == pytest.approx(value, abs=1e-6)
+    assert set(report.read_scalars(str(run_dir / 'logs'), 'train_accuracy')) and not \
+        report.read_scalars(str(run_dir / 'logs'), 'diverged_at_step')
+
+
+def test_mlp_grid_folders_mark_a_diverged_configuration(tmp_path, capsys, monkeypatch):
+    import dataclasses
+    from mnist import mlp
+    monkeypatch.setattr(mlp, 'REPORT_GRID', [(8, 1e30), (16, 0.0001), (4, 0.0001)])
+    run_dir = tmp_path / 'mlp_grid'
+    config = dataclasses.replace(mlp.DEFAULTS, grid='report', num_steps=3, seed=0,
+                                 log_dir=str(run_dir / 'logs'))
+    print(mlp.grid_table(mlp.grid_search(config, _tiny_mnist())))
+    printed = capsys.readouterr().out
+    assert sorted(os.listdir(run_dir / 'logs')) == ['hidden_16_lr_0.0001', 'hidden_4_lr_0.0001',
+                                                    'hidden_8_lr_1e+30']
+    step = int(re.search(r'^\| 8 \| 1e\+30 \| diverged@(\d+) \|', printed, re.M).group(1))
+    assert report.read_scalars(str(run_dir / 'logs' / 'hidden_8_lr_1e+30'),
+                               'diverged_at_step') == [(step, step)]
+    # what the report read from the table before: the same configurations, figures, order
+    rows = re.findall(r'^\| (\d+) \| ([\d.e+-]+) \| \S+ \| \S+ \| ([\d.]+|nan)%? \|$', printed,
+                      re.M)
+    best, extra = report.parse_result(report.BY_NAME['mlp_grid'], str(run_dir))
+    assert extra['configurations'] == len(rows) == 3
+    assert '%.1f' % (100 * best) == max((a for _, _, a in rows if a != 'nan'), key=float)
+    (label, names, values), = report.read_curves(report.BY_NAME['mlp_grid'], str(run_dir))
+    assert names == ['4/0.0001', '8/1e+30', '16/0.0001']
+    assert values[1] == 0.0 and ['%.1f' % (100 * v) for v in (values[0], values[2])] == [
+        a for _, _, a in sorted(rows, key=lambda r: int(r[0])) if a != 'nan']
+
+
+def test_the_figure_is_the_value_at_the_highest_step(tmp_path):
+    """CIFAR-10: the evaluator's precision @ 1 of the last checkpoint, whichever evaluator
+    (the poller or the final one) wrote it."""
+    import tensorflow as tf
+    from common import summaries
+    for name, points in [('poller', [(5, 0.5), (10, 0.6234)]), ('final', [(10, 0.6234)])]:
+        with tf.Graph().as_default():
+            writer = tf.compat.v1.summary.FileWriter(str(tmp_path / 'eval'),
+                                                     filename_suffix='.' + name)
+            for step, value in points:
+                writer.add_summary(summaries.scalar_values({'Precision @ 1': value}), step)
+            writer.close()
+    assert report.parse_result(report.BY_NAME['cifar10'], str(tmp_path)) == (0.6234, {})

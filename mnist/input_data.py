@@ -1,4 +1,4 @@
-"""MNIST batches for the MNIST scripts, as the old `tensorflow.examples.tutorials.mnist.input_data`.
+"""MNIST batches for the MNIST scripts: the old `tensorflow.examples.tutorials.mnist.input_data`.
 
     mnist = read_data_sets(data_dir)               # validation_size=5000, as the original
     mnist.train.num_examples                       # 55,000 (mnist.validation: 5,000, test: 10,000)
@@ -14,22 +14,31 @@ permutation of epoch e is drawn from (seed, e), so the stream of batches depends
 and on how many examples were handed out (`position`): `InputState` keeps both in a checkpoint,
 and a resumed run continues the killed run's epochs where it stopped.
 
-For the scripts that train in a plain Session (mnist_with_summaries, deep_cnn), `Checkpoints`
-restores (or refuses another model's checkpoint), saves, and refuses to save a diverged model.
+Each trainer starts its run with `training_run` (data, run folder, seeded graph). For the
+scripts that train in a plain Session (mnist_with_summaries, deep_cnn), `Checkpoints` restores
+(or refuses another model's checkpoint), saves, and refuses to save a diverged model.
 """
 
+import contextlib
 import os
-import sys
 
 import numpy as np
 import tensorflow as tf
 
 from common import data
+from common import config as config_lib
 from common import training
 
 NUM_CLASSES = 10
 IMAGE_PIXELS = 28 * 28
 VALIDATION_SIZE = 5000
+TRAIN_IMAGES = 60000  # in the training files, validation set included
+
+
+def data_dir_flag():
+    """The scripts' --data_dir (a Config field; mnist_with_summaries keeps the tutorial's)."""
+    return config_lib.flag('/tmp/mnist_data',
+                           'MNIST folder (default: $TF_CLASSICS_DATA/mnist when that is set).')
 
 
 class DataSet(object):
@@ -126,15 +135,19 @@ def read_data_sets(data_dir, fake_data=False, seed=None, scale=True, reshape=Tru
         dataset(mnist.test_images, mnist.test_labels))
 
 
-def read_data_sets_for(flag_values, **kwargs):
-    """read_data_sets from the script's --data_dir (or $TF_CLASSICS_DATA/mnist, or the
-    default); exits with the one-line error on missing or corrupt data."""
-    data_dir = data.resolve_data_dir('mnist', flag_values.data_dir,
-                                     flag_values['data_dir'].present)
-    try:
-        return read_data_sets(data_dir, **kwargs)
-    except data.DataError as e:
-        sys.exit('error: %s' % e)
+@contextlib.contextmanager
+def training_run(config, run_dir, record, validation_size, **kwargs):
+    """The start of an MNIST trainer's run, the same in each: the data sets read from
+    config.data_dir (batches shuffled with config.seed; kwargs go to read_data_sets), run_dir
+    started (training.start_run_dir: --fresh, resume, the run's saved flags `record`), then a
+    new default graph with config.seed as its random seed. Yields the DataSets.
+
+    Raises data.DataError for missing or corrupt data, before run_dir is touched."""
+    mnist = read_data_sets(config.data_dir, seed=config.seed, validation_size=validation_size,
+                           **kwargs)
+    training.start_run_dir(run_dir, config.fresh, record)
+    with training.seeded_graph(config.seed):
+        yield mnist
 
 
 def evaluate(sess, correct, loss, images, labels, dataset, batch_size=1000):
