@@ -144,10 +144,10 @@ def _timed_rate(step, examples_per_step, seconds, warmup_seconds):
     return steps * examples_per_step / (time.perf_counter() - start)
 
 
-def _run_case(case, workdir, env):
-    cmd = [sys.executable, '-m', 'bench.gpu', '--case=' + case, '--seconds=%g' % FLAGS.seconds,
-           '--warmup_seconds=%g' % FLAGS.warmup_seconds,
-           '--gpu_memory_mb=%d' % FLAGS.gpu_memory_mb]
+def _run_case(case, workdir, env, seconds, warmup_seconds, gpu_memory_mb):
+    """Measures one case in a process of its own; returns its dict (or one with 'error')."""
+    cmd = [sys.executable, '-m', 'bench.gpu', '--case=' + case, '--seconds=%g' % seconds,
+           '--warmup_seconds=%g' % warmup_seconds, '--gpu_memory_mb=%d' % gpu_memory_mb]
     out = subprocess.run(cmd, cwd=REPO, env=dict(env, BENCH_GPU_WORKDIR=workdir),
                          capture_output=True, text=True)
     found = re.findall(r'^@@ (.*)$', out.stdout, re.M)
@@ -216,19 +216,20 @@ def main(argv):
         datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), facts['hardware'],
         provenance.versions()['tensorflow']), flush=True)
     print('CPU flags: %s' % ' '.join(facts['cpu_flags']), flush=True)
+    seconds, warmup = FLAGS.seconds, FLAGS.warmup_seconds
     if FLAGS.quick:
-        FLAGS.seconds, FLAGS.warmup_seconds = min(FLAGS.seconds, 1.0), min(FLAGS.warmup_seconds,
-                                                                           1.0)
+        seconds, warmup = min(seconds, 1.0), min(warmup, 1.0)
     workdir = tempfile.mkdtemp(prefix='tf-classics-bench-gpu-')
     started = time.time()
     rows = []
     for name, *_ in CASES:
         if FLAGS.quick and name not in QUICK_CASES:
             continue
-        rows.append(_run_case(name, workdir, env))
+        rows.append(_run_case(name, workdir, env, seconds, warmup, FLAGS.gpu_memory_mb))
         print(_line(rows[-1]), flush=True)
     for pipeline in ('queue', 'dataset'):
-        rows.append(_run_case('pipeline:' + pipeline, workdir, env))
+        rows.append(_run_case('pipeline:' + pipeline, workdir, env, seconds, warmup,
+                              FLAGS.gpu_memory_mb))
         print(_line(rows[-1]), flush=True)
     beside = evaluator_beside_training(os.path.join(workdir, 'beside'),
                                        10 if FLAGS.quick else 2000, env)

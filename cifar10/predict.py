@@ -77,14 +77,7 @@ def define_flags():
 def prepare_images(images):
     """Images of any size as the evaluator prepares the test set (see the module docstring,
     steps 2 and 3). uint8 [n, height, width, 3] -> float32 [n, 24, 24, 3]."""
-    shape = tf.shape(images)
-    height, width = shape[1], shape[2]
-    side = tf.minimum(height, width)
-    square = tf.image.crop_to_bounding_box(images, (height - side) // 2, (width - side) // 2,
-                                           side, side)
-    # A 32x32 image comes out unchanged (the resize is then exact).
-    resized = tf.image.resize(square, [CIFAR10_SIDE, CIFAR10_SIDE], antialias=True)
-    record_like = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+    record_like = tf.cast(serving.square_resized(images, CIFAR10_SIDE, pad=False), tf.uint8)
     return inputs.eval_image(record_like)
 
 
@@ -174,12 +167,8 @@ def predict(config, paths, given=()):
                             '; expected a checkpoint of %s' % TRAINERS)
             print('Classifying with %s (global step %d): the moving averages of the weights'
                   % (ckpt_path, step), flush=True)
-            failed = serving.report(serving.classify_files(sess, classifier, paths))
-            if config.export_dir:
-                exported = serving.export_saved_model(sess, classifier, config.export_dir, step)
-                print('Exported a SavedModel to %s (signatures %s, %s)'
-                      % (exported, serving.SIGNATURE_BYTES, serving.SIGNATURE_IMAGES),
-                      flush=True)
+            failed = serving.classify_and_export(sess, classifier, paths, config.export_dir,
+                                                 step)
             if config.sample_grid:
                 right = sample_grid(sess, classifier, class_names, batches_dir,
                                     config.sample_grid,

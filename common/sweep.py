@@ -145,7 +145,7 @@ def define_flags():
 _PROJECT_PACKAGES = ('mnist', 'cifar10', 'common')
 
 
-def _flags_worker():
+def _flags_worker_main():
     """In a subprocess: defines one script's flags, parses the candidate values and the fixed
     arguments with absl's own parsers, prints JSON (see script_flags)."""
     import importlib
@@ -195,7 +195,7 @@ def script_flags(modules_jobs):
     for module, job in modules_jobs.items():
         job = dict(job, module=module)
         procs[module] = subprocess.Popen(
-            [sys.executable, '-c', 'from common import sweep; sweep._flags_worker()',
+            [sys.executable, '-c', 'from common import sweep; sweep._flags_worker_main()',
              json.dumps(job)], cwd=REPO, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
     results = {}
@@ -1197,22 +1197,24 @@ def summary(study):
     return '\n'.join(lines + notes) + '\n'
 
 
-def _defaults(script):
+def _defaults(script, sweep_dir, storage):
+    """(the script's stem, the sweep's folder, the storage URL): --sweep_dir and --storage,
+    else sweeps/<stem> and the SQLite file in it."""
     stem = os.path.splitext(os.path.basename(script.path))[0] if script else None
-    sweep_dir = os.path.abspath(FLAGS.sweep_dir or os.path.join('sweeps', stem or ''))
-    storage = FLAGS.storage or 'sqlite:///%s' % os.path.join(sweep_dir, 'study.db')
+    sweep_dir = os.path.abspath(sweep_dir or os.path.join('sweeps', stem or ''))
+    storage = storage or 'sqlite:///%s' % os.path.join(sweep_dir, 'study.db')
     return stem, sweep_dir, storage
 
 
-def summary_main():
+def summary_main(sweep_dir, storage, study_name):
     """--summary: the table of the study in --sweep_dir (or --storage), nothing run."""
-    _, sweep_dir, storage_url = _defaults(None)
-    if not FLAGS.storage and not os.path.exists(os.path.join(sweep_dir, 'study.db')):
+    _, sweep_dir, storage_url = _defaults(None, sweep_dir, storage)
+    if not storage and not os.path.exists(os.path.join(sweep_dir, 'study.db')):
         raise SweepError('--sweep_dir=%s: no study.db there (give the sweep\'s --sweep_dir or '
                          '--storage)' % sweep_dir)
     storage, _ = connect(storage_url, '')
     names = optuna.get_all_study_names(storage)
-    name = FLAGS.study_name or (names[0] if len(names) == 1 else None)
+    name = study_name or (names[0] if len(names) == 1 else None)
     if name not in names:
         raise SweepError('--study_name: expected one of %s in %s' % (
             ', '.join(names) or '(none)', storage_url))
@@ -1220,11 +1222,10 @@ def summary_main():
     print(summary(study), end='')
 
 
-def run_sweep(sweep, storage, lock, stopping):
+def run_sweep(sweep, storage, lock, stopping, prune_startup_trials, prune_warmup_steps):
     """Opens the study, writes the HParams experiment, works, prints the table. Returns the
     exit status (130 when interrupted)."""
-    pruner = make_pruner(sweep, FLAGS.pruner, FLAGS.prune_startup_trials,
-                         FLAGS.prune_warmup_steps)
+    pruner = make_pruner(sweep, sweep.pruner, prune_startup_trials, prune_warmup_steps)
     study = open_study(sweep, storage, lock, pruner)
     study.set_user_attr('sweep_dir', sweep.sweep_dir)
     write_experiment(sweep)
@@ -1253,12 +1254,13 @@ def main(argv):
         return 2
     try:
         if FLAGS.summary:
-            summary_main()
+            summary_main(FLAGS.sweep_dir, FLAGS.storage, FLAGS.study_name)
             return 0
         script_path, fixed = (argv[1], argv[2:]) if len(argv) > 1 else (None, [])
         sweep = plan(script_path, fixed, FLAGS.grid, FLAGS.range, FLAGS.case, FLAGS.trials,
                      FLAGS.sampler, FLAGS.seeds, FLAGS.eval_flag)
-        stem, sweep.sweep_dir, sweep.storage_url = _defaults(sweep.script)
+        stem, sweep.sweep_dir, sweep.storage_url = _defaults(sweep.script, FLAGS.sweep_dir,
+                                                             FLAGS.storage)
         sweep.study_name = FLAGS.study_name or stem
         sweep.pruner, sweep.eval_interval_secs = FLAGS.pruner, FLAGS.eval_interval_secs
         sweep.command = shlex.join(['python', '-m', 'common.sweep'] + sys.argv[1:])
@@ -1271,7 +1273,8 @@ def main(argv):
         stopping = Stopping()
         signal.signal(signal.SIGINT, stopping)
         signal.signal(signal.SIGTERM, stopping)
-        return run_sweep(sweep, storage, lock, stopping)
+        return run_sweep(sweep, storage, lock, stopping, FLAGS.prune_startup_trials,
+                         FLAGS.prune_warmup_steps)
     except SweepError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2

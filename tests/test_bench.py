@@ -2,6 +2,8 @@
 JSON (the speed figures themselves are printed by the benchmark, never asserted here)."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -9,7 +11,7 @@ import tensorflow as tf
 
 from bench import flops
 from cifar10 import model
-from conftest import REPO
+from conftest import REPO, shared_data_root
 
 
 def _mlp_train_op(batch, sizes):
@@ -71,3 +73,26 @@ def test_bench_rejects_an_unknown_model():
     result = _bench('--models=cnn_mnist,resnet')
     assert result.returncode != 0
     assert '--models: expected a comma-separated list of cnn_mnist' in result.stderr
+
+
+def test_the_gpu_command_runs_its_cpu_path():
+    """python -m bench.gpu --quick: without a GPU the same cases on the CPU (towers on logical
+    CPUs), each in its own process, the pipelines, the evaluator beside a real run, the
+    extrapolated wall time of the report's 60,000 steps."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
+    env.setdefault('TF_CLASSICS_DATA', shared_data_root())
+    out = subprocess.run([sys.executable, '-m', 'bench.gpu', '--quick'], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert re.search(r'^bench\.gpu, .*; TensorFlow 2\.21\.0$', text, re.M)
+    assert re.search(r'^CPU flags: .*avx', text, re.M)
+    assert re.search(r'^  1 tower fp32: [\d,]+ examples/s on /cpu:0$', text, re.M)
+    assert re.search(r'^  2 towers bf16: [\d,]+ examples/s on /cpu:0, /cpu:1$', text, re.M)
+    for pipeline in ('queue', 'dataset'):
+        assert re.search(r'^  input pipeline: %s: [\d,]+ examples/s$' % pipeline, text, re.M)
+    assert re.search(r'^eval\.py beside multi_gpu_train\.py \(10 steps, \d+ s\): train exit 0, '
+                     r'\d+ evaluations beside it, final precision @ 1 0\.\d+, out of memory: no$',
+                     text, re.M)
+    assert re.search(r"^The report's 60,000 steps of 128 images: [\d.]+ minutes at the best rate",
+                     text, re.M)
