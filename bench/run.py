@@ -36,7 +36,7 @@ from common import provenance
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WAYS = ['ours', 'ours_fed', 'keras', 'pytorch']
+WAYS = ['ours', 'bf16', 'ours_fed', 'keras', 'pytorch']
 PEAK_FRAMEWORKS = ['tensorflow', 'numpy', 'pytorch']
 PIPELINES = ['queue', 'dataset']
 
@@ -243,14 +243,15 @@ def _row_line(row):
 
 def table(rows, gflops):
     """The results as a Markdown table (examples/s, ratios, % of the matmul peak)."""
-    lines = ['| model | batch | ours | ours_fed | keras | pytorch | ours/keras | ours/pytorch | '
-             'ours/ours_fed | GFLOP/step | % of peak: ours / fed / keras / pytorch |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+    lines = ['| model | batch | ours | bf16 | ours_fed | keras | pytorch | bf16/ours | ours/keras | '
+             'ours/pytorch | ours/ours_fed | GFLOP/step | % of peak: ours / bf16 / fed / keras / '
+             'pytorch |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         pf = r['peak_fractions']
-        lines.append('| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
-            r['model'], r['batch'], _fmt(r.get('ours')), _fmt(r.get('ours_fed')),
-            _fmt(r.get('keras')), _fmt(r.get('pytorch')),
+        lines.append('| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+            r['model'], r['batch'], _fmt(r.get('ours')), _fmt(r.get('bf16')),
+            _fmt(r.get('ours_fed')), _fmt(r.get('keras')), _fmt(r.get('pytorch')),
+            _fmt(_ratio(r.get('bf16'), r.get('ours')), '%.2f'),
             _fmt(_ratio(r.get('ours'), r.get('keras')), '%.2f'),
             _fmt(_ratio(r.get('ours'), r.get('pytorch')), '%.2f'),
             _fmt(_ratio(r.get('ours'), r.get('ours_fed')), '%.2f'),

@@ -6,6 +6,8 @@ ways, for each model:
             CIFAR-10 queues, or the MNIST batches fed from NumPy), its session and hooks,
             summaries and checkpoints on the script's schedule, with the script's defaults.
             Test-set evaluations are not training and are left out.
+  bf16      ours with --precision=bf16 (TensorFlow's mixed-precision rewrite: oneDNN bfloat16
+            on a CPU).
   ours_fed  the same model and train op, on one batch held in variables in memory, nothing
             else run: the ceiling for `ours`.
   keras / pytorch   the same model, batch and optimiser in the peer frameworks (bench/peers.py).
@@ -29,6 +31,12 @@ def _defaults(script_defaults, dataset, **changes):
     return dataclasses.replace(
         script_defaults, data_dir=data.resolve_data_dir(dataset, script_defaults.data_dir, False),
         **changes)
+
+
+def _session_config(config):
+    """The session config a script gives its session for config.precision."""
+    from common import training
+    return training.set_precision(tf.compat.v1.ConfigProto(), config.precision)
 
 
 def _memory_batch(array, name):
@@ -65,16 +73,16 @@ def _entered(session):
 
 # --- cnn_mnist -------------------------------------------------------------------------------
 
-def cnn_mnist(variant, workdir):
+def cnn_mnist(variant, workdir, precision):
     from mnist import cnn_mnist as script
     from mnist import input_data
-    config = _defaults(script.DEFAULTS, 'mnist', model_dir=workdir)
+    config = _defaults(script.DEFAULTS, 'mnist', model_dir=workdir, precision=precision)
     if variant == 'ours_fed':
         return _fed(lambda inputs: (script.Model(config.learning_rate, inputs).train_op, None),
                     *_mnist_batch(config.data_dir, config.batch_size))
     mnist = input_data.read_data_sets(config.data_dir, validation_size=script.VALIDATION_SIZE)
     model = script.Model(config.learning_rate)
-    sess, close = _entered(script.training_session(config, model))
+    sess, close = _entered(script.training_session(config, model, _session_config(config)))
     batches = script.train_input(config, mnist)
     return Workload(config.batch_size,
                     lambda: script.train_step(sess, model, batches, config.batch_size), None,
@@ -83,10 +91,10 @@ def cnn_mnist(variant, workdir):
 
 # --- mnist_with_summaries --------------------------------------------------------------------
 
-def mnist_with_summaries(variant, workdir):
+def mnist_with_summaries(variant, workdir, precision):
     from mnist import input_data
     from mnist import mnist_with_summaries as script
-    config = _defaults(script.DEFAULTS, 'mnist', log_dir=workdir)
+    config = _defaults(script.DEFAULTS, 'mnist', log_dir=workdir, precision=precision)
     if variant == 'ours_fed':
         def build(inputs):
             model = script.Model(config.learning_rate, inputs)
@@ -94,7 +102,7 @@ def mnist_with_summaries(variant, workdir):
         return _fed(build, *_mnist_batch(config.data_dir, script.BATCH_SIZE, np.int64))
     mnist = input_data.read_data_sets(config.data_dir, validation_size=script.VALIDATION_SIZE)
     model = script.Model(config.learning_rate)
-    sess = tf.compat.v1.Session()
+    sess = tf.compat.v1.Session(config=_session_config(config))
     writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/train', sess.graph)
     sess.run(tf.compat.v1.global_variables_initializer())
     counter = [0]
@@ -115,10 +123,10 @@ def mnist_with_summaries(variant, workdir):
 
 # --- deep_cnn --------------------------------------------------------------------------------
 
-def deep_cnn(variant, workdir):
+def deep_cnn(variant, workdir, precision):
     from mnist import deep_cnn as script
     from mnist import input_data
-    config = _defaults(script.DEFAULTS, 'mnist', log_dir=workdir)
+    config = _defaults(script.DEFAULTS, 'mnist', log_dir=workdir, precision=precision)
     if variant == 'ours_fed':
         def build(inputs):
             model = script.Model(inputs, config.max_learning_rate, config.min_learning_rate,
@@ -128,7 +136,7 @@ def deep_cnn(variant, workdir):
     mnist = input_data.read_data_sets(config.data_dir, validation_size=script.VALIDATION_SIZE)
     model = script.Model(None, config.max_learning_rate, config.min_learning_rate,
                          config.decay_speed)
-    sess = tf.compat.v1.Session()
+    sess = tf.compat.v1.Session(config=_session_config(config))
     sess.run(tf.compat.v1.global_variables_initializer())
 
     def step():
@@ -139,17 +147,17 @@ def deep_cnn(variant, workdir):
 
 # --- the full-batch MLP ----------------------------------------------------------------------
 
-def mlp(variant, workdir):
+def mlp(variant, workdir, precision):
     from mnist import input_data
     from mnist import mlp as script
     del workdir
-    config = _defaults(script.DEFAULTS, 'mnist')
+    config = _defaults(script.DEFAULTS, 'mnist', precision=precision)
     mnist = input_data.read_data_sets(config.data_dir, scale=False,
                                       validation_size=script.VALIDATION_SIZE)
     graph = script.Graph(mnist.train.images.astype(np.float32), mnist.train.labels,
                          mnist.test.images.astype(np.float32), config.hidden_size,
                          config.learning_rate)
-    sess = tf.compat.v1.Session()
+    sess = tf.compat.v1.Session(config=_session_config(config))
     graph.initialize(sess)
     n = len(mnist.train.labels)
     if variant == 'ours_fed':
@@ -160,11 +168,11 @@ def mlp(variant, workdir):
 
 # --- CIFAR-10 --------------------------------------------------------------------------------
 
-def cifar10(variant, workdir):
+def cifar10(variant, workdir, precision):
     from cifar10 import inputs
     from cifar10 import towers
     from cifar10 import trainer
-    config = _defaults(trainer.DEFAULTS, 'cifar10', train_dir=workdir)
+    config = _defaults(trainer.DEFAULTS, 'cifar10', train_dir=workdir, precision=precision)
     devices, session = trainer.session_config(config, multi_tower=True)
     examples = config.batch_size * config.num_gpus
     if variant == 'ours_fed':
@@ -200,12 +208,14 @@ BUILDERS = {'cnn_mnist': cnn_mnist, 'mnist_with_summaries': mnist_with_summaries
 
 
 def build(model, variant, workdir, batch=None):
-    """The Workload of `model` built `variant`-wise (ours, ours_fed, keras, pytorch, queue or
-    dataset), writing its checkpoints and event files under workdir. The TensorFlow ones are
+    """The Workload of `model` built `variant`-wise (ours, bf16 (ours with --precision=bf16),
+    ours_fed, keras, pytorch, queue or dataset), writing its checkpoints and event files under workdir. The TensorFlow ones are
     built in the default graph: call this inside a `with tf.Graph().as_default()` that lasts
     as long as the Workload is used. batch: the Keras and PyTorch models' batch size (default:
     the script's, bench.batch_size)."""
     if variant in ('keras', 'pytorch'):
         from bench import peers
         return peers.build(model, variant, batch)
-    return BUILDERS[model](variant, workdir)
+    if variant == 'bf16':  # ours, with --precision=bf16
+        return BUILDERS[model]('ours', workdir, 'bf16')
+    return BUILDERS[model](variant, workdir, 'fp32')

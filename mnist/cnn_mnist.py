@@ -50,6 +50,7 @@ class Config:
                                            lower_bound=0.0)
     data_dir: str = input_data.data_dir_flag()
     seed: int = config_lib.flag(None, 'Graph-level and shuffling seed.')
+    precision: str = training.precision_flag()
 
 
 DEFAULTS = Config()
@@ -254,8 +255,9 @@ def run(config, record):
     record: the run's training.flags_record, saved in model_dir."""
     with input_data.training_run(config, config.model_dir, record, VALIDATION_SIZE) as mnist:
         model = Model(config.learning_rate)
-        train(config, model, mnist)
-        results = evaluate(model, mnist, config.model_dir)
+        session_config = training.set_precision(tf.compat.v1.ConfigProto(), config.precision)
+        train(config, model, mnist, session_config)
+        results = evaluate(model, mnist, config.model_dir, session_config)
     print({k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v)
            for k, v in results.items()}, flush=True)
 

@@ -53,6 +53,7 @@ class Config:
     decay_speed: float = config_lib.flag(
         2000.0, 'Steps for the decay to shrink by a factor e.', lower_bound=1e-9)
     seed: int = config_lib.flag(None, 'Graph-level and shuffling seed.')
+    precision: str = training.precision_flag()
 
 
 DEFAULTS = Config()
@@ -157,7 +158,8 @@ def train(config, mnist):
     model = Model(None, config.max_learning_rate, config.min_learning_rate, config.decay_speed)
     checkpoints = input_data.Checkpoints(config.log_dir, mnist.train)
     writer = tf.compat.v1.summary.FileWriter(config.log_dir, tf.compat.v1.get_default_graph())
-    with tf.compat.v1.Session() as sess:
+    session_config = training.set_precision(tf.compat.v1.ConfigProto(), config.precision)
+    with tf.compat.v1.Session(config=session_config) as sess:
         start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
         input_data.start_event_files([writer], start)
         last = max(start, config.max_steps)

@@ -64,6 +64,7 @@ class Config:
         'matplotlib) and exit.')
     data_dir: str = input_data.data_dir_flag()
     log_dir: str = None  # see define_flags
+    precision: str = training.precision_flag()
 
 
 DEFAULTS = Config()
@@ -150,16 +151,17 @@ class ScalarLog(object):
 
 
 def run(train_images, train_labels, test_images, test_labels, hidden_size, learning_rate,
-        num_steps, seed=None, log=print, log_dir=None):
+        num_steps, seed=None, log=print, log_dir=None, precision='fp32'):
     """Trains the MLP full-batch; returns a dict of the final loss and accuracies (percent).
     With log_dir, writes them as TensorBoard scalars there (see ScalarLog). Raises
     training.DivergedError at the first NaN or Inf loss (with log_dir: diverged_at_step
-    written)."""
+    written). precision: see training.precision_flag."""
     with training.seeded_graph(seed):
         graph = Graph(train_images, train_labels, test_images, hidden_size, learning_rate)
         scalars = ScalarLog(log_dir)
         try:
-            with tf.compat.v1.Session() as session:
+            with tf.compat.v1.Session(config=training.set_precision(
+                    tf.compat.v1.ConfigProto(), precision)) as session:
                 graph.initialize(session)
                 for step in range(num_steps):
                     l, predictions = graph.train_step(session)
@@ -226,7 +228,8 @@ def grid_search(config, sets):
         log_dir = config.log_dir and os.path.join(config.log_dir, GRID_FOLDER % (hidden, lr))
         try:
             result = run(*sets, hidden, lr, config.num_steps, config.seed,
-                         log=lambda line: print('  ' + line, flush=True), log_dir=log_dir)
+                         log=lambda line: print('  ' + line, flush=True), log_dir=log_dir,
+                         precision=config.precision)
         except training.DivergedError as e:
             print('  %s; on to the next configuration' % e, flush=True)
             result = e
@@ -247,7 +250,7 @@ def train(config):
     sets = (train_images, mnist.train.labels, test_images, mnist.test.labels)
     if not config.grid:
         run(*sets, config.hidden_size, config.learning_rate, config.num_steps, config.seed,
-            log_dir=config.log_dir)
+            log_dir=config.log_dir, precision=config.precision)
         return
     print('\n' + grid_table(grid_search(config, sets)), flush=True)
 

@@ -57,6 +57,7 @@ class Config:
                                             lower_bound=1)
     fresh: bool = config_lib.flag(False, 'Move an existing --log_dir aside and start over.')
     seed: int = config_lib.flag(None, 'Graph-level and shuffling seed.')
+    precision: str = training.precision_flag()
 
 
 DEFAULTS = Config()
@@ -160,7 +161,8 @@ def train(config, mnist):
     final test-set accuracy."""
     model = Model(config.learning_rate)
     checkpoints = input_data.Checkpoints(config.log_dir, mnist.train)
-    sess = tf.compat.v1.Session()
+    sess = tf.compat.v1.Session(config=training.set_precision(tf.compat.v1.ConfigProto(),
+                                                              config.precision))
     train_writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/train', sess.graph)
     test_writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/test')
     start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
