@@ -49,6 +49,10 @@ def define_flags(cls):
         meta = field.metadata
         if 'help' not in meta:
             continue
+        if field.name == 'log_dir' and 'log_dir' in flags.FLAGS:
+            # the tutorials' --log_dir in place of absl.logging's own (a folder for log files,
+            # which these scripts never write)
+            delattr(flags.FLAGS, 'log_dir')
         if meta['enum']:
             flags.DEFINE_enum(field.name, field.default, meta['enum'], meta['help'], **main)
             continue

@@ -222,14 +222,6 @@ def seeded_graph(seed=None):
         yield graph
 
 
-def define_log_dir_flag(default, help_text):
-    """Defines the tutorials' --log_dir in place of absl.logging's own --log_dir (a folder for
-    log files, which these scripts never write)."""
-    if 'log_dir' in flags.FLAGS:
-        delattr(flags.FLAGS, 'log_dir')
-    flags.DEFINE_string('log_dir', default, help_text)
-
-
 def latest_saved_run(train_dir):
     """The newest run record saved in train_dir by save_flags (a dict: 'script', 'argv',
     'flags', ...), and its file; (None, None) when there is none."""

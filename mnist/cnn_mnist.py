@@ -48,9 +48,9 @@ class Config:
     batch_size: int = config_lib.flag(100, 'Training batch size.', lower_bound=1)
     learning_rate: float = config_lib.flag(0.001, 'Gradient descent learning rate.',
                                            lower_bound=0.0)
+    precision: str = training.precision_flag()
     data_dir: str = input_data.data_dir_flag()
     seed: int = config_lib.flag(None, 'Graph-level and shuffling seed.')
-    precision: str = training.precision_flag()
 
 
 DEFAULTS = Config()

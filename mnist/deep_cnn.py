@@ -39,7 +39,8 @@ class Config:
     """A deep_cnn run: its flags."""
     max_steps: int = config_lib.flag(10000, 'Number of training batches.', lower_bound=0)
     batch_size: int = config_lib.flag(100, 'Training batch size.', lower_bound=1)
-    log_dir: str = '/tmp/mnist_deep_cnn'  # see define_flags
+    precision: str = training.precision_flag()
+    log_dir: str = config_lib.flag('/tmp/mnist_deep_cnn', 'Summaries and checkpoint directory.')
     data_dir: str = input_data.data_dir_flag()
     eval_every: int = config_lib.flag(
         100, 'Test accuracy and summaries every this many batches.', lower_bound=1)
@@ -53,7 +54,6 @@ class Config:
     decay_speed: float = config_lib.flag(
         2000.0, 'Steps for the decay to shrink by a factor e.', lower_bound=1e-9)
     seed: int = config_lib.flag(None, 'Graph-level and shuffling seed.')
-    precision: str = training.precision_flag()
 
 
 DEFAULTS = Config()
@@ -61,7 +61,6 @@ DEFAULTS = Config()
 
 def define_flags():
     config_lib.define_flags(Config)
-    training.define_log_dir_flag(DEFAULTS.log_dir, 'Summaries and checkpoint directory.')
 
 
 def _weights(shape, name):

@@ -63,7 +63,11 @@ class Config:
         None, 'Draw the first 16 training images in a labelled 4x4 grid to this PNG (needs '
         'matplotlib) and exit.')
     data_dir: str = input_data.data_dir_flag()
-    log_dir: str = None  # see define_flags
+    log_dir: str = config_lib.flag(
+        None, 'Also write TensorBoard scalars here: loss, train_accuracy and test_accuracy (in '
+        'percent, as printed) at the steps printed and the last step. With --grid one '
+        'subfolder per configuration, hidden_<h>_lr_<lr>, with diverged_at_step (the step) '
+        'where it diverged. Default: nothing written.')
     precision: str = training.precision_flag()
 
 
@@ -72,12 +76,6 @@ DEFAULTS = Config()
 
 def define_flags():
     config_lib.define_flags(Config)
-    training.define_log_dir_flag(
-        DEFAULTS.log_dir,
-        'Also write TensorBoard scalars here: loss, train_accuracy and test_accuracy (in '
-        'percent, as printed) at the steps printed and the last step. With --grid one '
-        'subfolder per configuration, hidden_<h>_lr_<lr>, with diverged_at_step (the step) '
-        'where it diverged. Default: nothing written.')
 
 
 def accuracy(predictions, labels):

@@ -49,8 +49,9 @@ class Config:
     data_dir: str = config_lib.flag('/tmp/tensorflow/mnist/input_data',
                                     'Directory for storing input data (default: '
                                     '$TF_CLASSICS_DATA/mnist when that is set).')
-    log_dir: str = os.path.join(os.getenv('TEST_TMPDIR', '/tmp'),  # see define_flags
-                                'tensorflow/mnist/logs/mnist_with_summaries')
+    log_dir: str = config_lib.flag(
+        os.path.join(os.getenv('TEST_TMPDIR', '/tmp'), 'tensorflow/mnist/logs/mnist_with_summaries'),
+        'Summaries log directory')
     test_every: int = config_lib.flag(10, 'Test-set accuracy every this many steps.',
                                       lower_bound=1)
     checkpoint_steps: int = config_lib.flag(1000, 'Save a checkpoint every this many steps.',
@@ -65,7 +66,6 @@ DEFAULTS = Config()
 
 def define_flags():
     config_lib.define_flags(Config)
-    training.define_log_dir_flag(DEFAULTS.log_dir, 'Summaries log directory')
 
 
 def variable_summaries(var):
