@@ -356,7 +356,7 @@ from absl import flags
 from common import training
 from mnist import mlp
 
-def fake_run(*args, log=print, log_dir=None):
+def fake_run(*args, log=print, log_dir=None, precision='fp32'):
     hidden, lr = args[4], args[5]
     log('Loss at step 0: 1.0')
     if lr == 0.5:
