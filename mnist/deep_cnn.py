@@ -22,6 +22,7 @@ import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__
 import tensorflow as tf
 
 from common import mnist_input
+from common import summaries
 from common import training
 
 FLAGS = flags.FLAGS
@@ -106,8 +107,9 @@ class Model(object):
         self.train_op = tf.compat.v1.train.AdamOptimizer(self.lr).minimize(
             self.loss, global_step=self.global_step)
         with tf.compat.v1.name_scope('weights'):
+            # Tagged and named 'weights/<variable>', as tf.compat.v1.summary.histogram did.
             self.histograms = tf.compat.v1.summary.merge(
-                [tf.compat.v1.summary.histogram(v.op.name, v)
+                [summaries.histogram(v.op.name, v, in_scope=True, name=v.op.name)
                  for v in tf.compat.v1.trainable_variables()])
 
 
