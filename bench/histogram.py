@@ -38,7 +38,7 @@ import common  # noqa: F401  (before TensorFlow: its CPU defaults)
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZES = [392000, 50000, 5000, 1000, 10]
+SIZES = [392000, 50000, 16384, 8192, 1000, 10]
 OP_WAYS = ['tensorflow', 'numpy', 'auto', 'read']
 STEP_WAYS = ['tensorflow_histograms', 'our_histograms', 'no_summaries']
 

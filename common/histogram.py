@@ -112,32 +112,46 @@ class _Format(object):
         index += values >= np.take(self.split, cells)
         return index
 
-    def flushed(self, values):
-        """values with every subnormal replaced by a zero of its sign (a copy if any)."""
-        bits = values.view(self.uint_type)
-        subnormal = ((bits & self.exponent_mask) == 0) & (values.view(self.float_type) != 0)
-        subnormal &= (bits << self.uint_type(1)) != 0  # != 0 above is 'True' where DAZ is on
-        if not subnormal.any():
+    def flushed(self, values, zero_like):
+        """values with every subnormal replaced by a zero of its sign (a copy if any);
+        zero_like: how many values are zeros or subnormals."""
+        if np.count_nonzero(values == 0) == zero_like:  # where DAZ is on, 1e-45 == 0 too
             return values
+        bits = values.view(self.uint_type)
+        subnormal = ((bits & self.exponent_mask) == 0) & ((bits << self.uint_type(1)) != 0)
         values = values.copy()
         values[subnormal] *= 0
         return values
 
-    def accumulate(self, values, pair, total):
-        """The sequential sums of values and of their squares, in double, continuing from
-        total (sum + 1j * sum_squares); pair: a complex128 buffer at least as long."""
-        pair = pair[:len(values)]
+    def sums(self, values, total, chunk_counts, buffer):
+        """The sums of values and of their squares, in double, one addition at a time in
+        input order as TensorFlow's, continuing from total (sum + 1j * sum_squares).
+        chunk_counts: the values' bucket counts; buffer: float64, at least as long.
+
+        np.subtract.reduce is a plain loop (np.add.reduce and np.sum add pairwise: other last
+        bits), and s - (-x) is s + x, bit for bit. Where a float64 smaller than 1e-12 may make
+        a subnormal square or partial sum, which TensorFlow flushes to zero, accumulate_tiny.
+        """
+        if self.double and (chunk_counts[ZERO_BUCKET - 1] or chunk_counts[ZERO_BUCKET]):
+            return self.accumulate_tiny(values, total, buffer)
+        negative = np.negative(values, out=buffer[:len(values)], dtype=np.float64)
+        s = np.subtract.reduce(negative, initial=total.real)
+        q = np.subtract.reduce(np.multiply(negative, values, out=negative),  # -(x * x)
+                               initial=total.imag)
+        return complex(s, q)
+
+    def accumulate_tiny(self, values, total, buffer):
+        """sums() of float64s, flushing each subnormal square and partial sum to zero."""
+        pair = np.empty(len(values), dtype=np.complex128)
         pair.real = values
         np.multiply(pair.real, pair.real, out=pair.imag)
-        if self.double:  # a subnormal square (of a float32, impossible) is flushed to 0
-            squares = pair.imag
-            squares[squares < self.tiny] = 0.0
+        squares = pair.imag
+        squares[squares < self.tiny] = 0.0
         pair[0] += total  # the next step of the sequential sums
-        np.add.accumulate(pair, out=pair)
-        if self.double:  # a subnormal partial sum (of float32s, impossible) is flushed to 0
-            partial = pair.real
-            if np.any((np.abs(partial) < self.tiny) & (partial != 0)):
-                return _accumulate_flushing(values, total, self.tiny)
+        np.add.accumulate(pair, out=pair)  # the real and imaginary parts: two sums in order
+        partial = pair.real
+        if np.any((np.abs(partial) < self.tiny) & (partial != 0)):
+            return _accumulate_flushing(values, total, self.tiny)
         return pair[-1]
 
     def stored_extreme(self, values, extreme):
@@ -212,10 +226,8 @@ def histogram(values):
     x, fmt = _as_table_input(values)
     n = x.size
     counts = np.zeros(_NUM_INDICES, dtype=np.intp)
-    # sum and sum_squares: the real and imaginary parts of a complex cumulative sum, two
-    # independent chains of double additions in input order, from 0.0 as TensorFlow's.
-    total = 0j
-    pair = np.empty(min(n, CHUNK), dtype=np.complex128)
+    total = 0j  # sum + 1j * sum_squares
+    buffer = np.empty(min(n, CHUNK), dtype=np.float64)
     with np.errstate(over='ignore', invalid='ignore'):  # to Inf as in TensorFlow
         for start in range(0, n, CHUNK):
             chunk = x[start:start + CHUNK]
@@ -225,8 +237,8 @@ def histogram(values):
                 return Histogram(0.0, 0.0, 0, 0.0, 0.0, None,
                                  float(x[np.argmax(~np.isfinite(x))]))
             if chunk_counts[_ZERO_LIKE]:
-                chunk = fmt.flushed(chunk)
-            total = fmt.accumulate(chunk, pair, total)
+                chunk = fmt.flushed(chunk, chunk_counts[_ZERO_LIKE])
+            total = fmt.sums(chunk, total, chunk_counts, buffer)
     # _PAST_END: a float64 of exactly DBL_MAX, one past TensorFlow's buckets (its kernel
     # writes past the end of its vector there): in no bucket of its output, as here, though
     # counted in num, sum and sum_squares.

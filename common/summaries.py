@@ -37,7 +37,7 @@ def histogram(tag, x, in_scope=False, name='HistogramSummary'):
 
 # Up to this many values (known when the graph is built), TensorFlow's own kernel is faster:
 # its cost per value is higher, but it has no Python call to make (python -m bench.histogram).
-SMALL_HISTOGRAM = 1024
+SMALL_HISTOGRAM = 8192
 KERNELS = ('auto', 'tensorflow', 'numpy')
 _kernel = ['auto']
 
@@ -58,29 +58,51 @@ def histogram_kernel(kind):
 
 def histogram_summary(tag, values, name='HistogramSummary'):
     """tf.raw_ops.HistogramSummary(tag=tag, values=values, name=name), computed by
-    common/histogram.py in
-    a tf.numpy_function for more than SMALL_HISTOGRAM values, or an unknown number (see
-    histogram_kernel).
+    common/histogram.py in a tf.numpy_function for more than SMALL_HISTOGRAM values, by
+    TensorFlow's kernel for fewer; chosen at run time when the graph does not know the size
+    (see also histogram_kernel).
 
     Fails as TensorFlow's op does on a NaN or an Inf: InvalidArgumentError 'Nan in summary
-    histogram for: <op>' (or 'Infinity in ...'), raised by a TensorFlow HistogramSummary op
-    named as TensorFlow's own would be (`name` in the current scope), given the first
-    non-finite value. tag: a str.
+    histogram for: <op>' (or 'Infinity in Histogram for: <op>'), raised by a TensorFlow
+    HistogramSummary op named as TensorFlow's own would be (`name` in the current scope),
+    given the first non-finite value. tag: a str.
     """
     values = tf.convert_to_tensor(values)
     size = values.shape.num_elements()
-    if _kernel[0] == 'tensorflow' or (
-            _kernel[0] == 'auto' and size is not None and size <= SMALL_HISTOGRAM):
+    kernel = _kernel[0]
+    if kernel == 'auto' and size is not None:
+        kernel = 'tensorflow' if size <= SMALL_HISTOGRAM else 'numpy'
+    if kernel == 'tensorflow':
         return tf.raw_ops.HistogramSummary(tag=tag, values=values, name=name)
     with tf.compat.v1.name_scope(name) as scope:
-        summary, non_finite = tf.numpy_function(
-            functools.partial(_histogram.summary_and_check, tag), [values],
-            [tf.string, tf.float64], name='values')
-        # A histogram of 0.0 when every value is finite, else of the first NaN or Inf: that
-        # one fails with TensorFlow's own message, naming this op ('<scope>/HistogramSummary').
-        # The output depends on it by data: Grappler prunes an op only a control input needs.
-        check = tf.raw_ops.HistogramSummary(tag=tag, values=tf.reshape(non_finite, [1]),
-                                            name=scope)
-        summary = tf.where(tf.equal(non_finite, 0.0), summary, check, name='summary')
+        if kernel == 'numpy':
+            summary, non_finite = _numpy_histogram(tag, values)
+            # A histogram of 0.0 when every value is finite, else of the first NaN or Inf:
+            # that one fails with TensorFlow's own message, naming this op (<scope>/<name>).
+            # The output depends on it by data: Grappler prunes an op only a control input
+            # needs.
+            check = tf.raw_ops.HistogramSummary(tag=tag, values=tf.reshape(non_finite, [1]),
+                                                name=scope)
+            summary = tf.where(tf.equal(non_finite, 0.0), summary, check, name='summary')
+        else:  # 'auto', the size known at run time only: Switch and Merge, as tf.cond in TF1
+            big = tf.greater(tf.size(values, out_type=tf.int64), SMALL_HISTOGRAM, name='big')
+            small_values, big_values = tf.raw_ops.Switch(data=values, pred=big)
+            numpy_summary, non_finite = _numpy_histogram(tag, big_values)
+            # TensorFlow's kernel on the values when they are few, else on the first NaN or
+            # Inf (or a 0): one op either way, which fails as TensorFlow's would.
+            kernel_values = tf.raw_ops.Merge(inputs=[
+                small_values, tf.reshape(tf.cast(non_finite, values.dtype), [1])]).output
+            kernel_summary = tf.raw_ops.HistogramSummary(tag=tag, values=kernel_values,
+                                                         name=scope)
+            small_summary, check = tf.raw_ops.Switch(data=kernel_summary, pred=big)
+            numpy_summary = tf.where(tf.equal(non_finite, 0.0), numpy_summary, check)
+            summary = tf.raw_ops.Merge(inputs=[small_summary, numpy_summary],
+                                       name='summary').output
     summary.set_shape([])
     return summary
+
+
+def _numpy_histogram(tag, values):
+    """(the serialized Summary, 0.0) or (b'', the first NaN or Inf): common/histogram.py."""
+    return tf.numpy_function(functools.partial(_histogram.summary_and_check, tag), [values],
+                             [tf.string, tf.float64], name='values')

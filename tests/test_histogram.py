@@ -182,24 +182,50 @@ def _run_graph(build, feed_values, kernel='numpy'):
     return results
 
 
-@pytest.mark.parametrize('values, words', [([1.0, np.nan, np.inf], 'Nan in summary histogram'),
-                                           ([np.inf, np.nan], 'Infinity in Histogram'),
-                                           ([-np.inf], 'Infinity in Histogram')])
-def test_the_graph_op_fails_as_tensorflow_does(values, words):
-    theirs, got = _run_graph(lambda v: summaries.histogram_summary('t', v),
-                             np.array(values, np.float32))
+def assert_same_error(theirs, got, words):
     assert type(got) is type(theirs) is tf.errors.InvalidArgumentError
     assert got.op.name == theirs.op.name == 'layer1/weights/HistogramSummary'
 
     def without_stack(message):  # where each op was built: a line of summaries.py differs
         return [line for line in message.splitlines() if not line.startswith('  ')]
     assert without_stack(got.message) == without_stack(theirs.message)
-    assert '%s for: layer1/weights/HistogramSummary' % words in \
-        without_stack(got.message)
+    assert '%s for: layer1/weights/HistogramSummary' % words in without_stack(got.message)
     # What the scripts make of it.
     diverged = training.divergence_in_summary(got, 7)
     assert str(diverged) == ('Model diverged with NaN or Inf in the summary '
                              'layer1/weights/HistogramSummary at step 7')
+
+
+@pytest.mark.parametrize('values, words', [([1.0, np.nan, np.inf], 'Nan in summary histogram'),
+                                           ([np.inf, np.nan], 'Infinity in Histogram'),
+                                           ([-np.inf], 'Infinity in Histogram')])
+def test_the_graph_op_fails_as_tensorflow_does(values, words):
+    theirs, got = _run_graph(lambda v: summaries.histogram_summary('t', v),
+                             np.array(values, np.float32))
+    assert_same_error(theirs, got, words)
+
+
+@pytest.mark.parametrize('bad', [None, np.nan, -np.inf])
+@pytest.mark.parametrize('size', [10, summaries.SMALL_HISTOGRAM, summaries.SMALL_HISTOGRAM + 1,
+                                  60000])
+def test_a_size_known_at_run_time_picks_the_kernel_then(size, bad, monkeypatch):
+    calls = []
+
+    def counted(tag, values):
+        calls.append(values.size)
+        return summary_and_check(tag, values)
+    summary_and_check = histogram.summary_and_check
+    monkeypatch.setattr(histogram, 'summary_and_check', counted)
+    values = RNG.standard_normal(size).astype(np.float32)
+    if bad is not None:
+        values[size // 2:] = bad
+    theirs, got = _run_graph(lambda v: summaries.histogram_summary('t', v), values, 'auto')
+    assert calls == ([size] if size > summaries.SMALL_HISTOGRAM else [])
+    if bad is None:
+        assert got == theirs
+    else:
+        assert_same_error(theirs, got, 'Nan in summary histogram' if np.isnan(bad) else
+                          'Infinity in Histogram')
 
 
 @pytest.mark.parametrize('values', [
