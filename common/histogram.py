@@ -20,12 +20,19 @@ at most one limit, when this module is imported. That is a few passes of NumPy o
 instead of a branchy binary search each.
 
 The rest is TensorFlow's arithmetic, in TensorFlow's order: num, min and max (the first of equal
-extremes, which only matters for the sign of a zero), and sum and sum_squares accumulated in
-double one value after the other from 0.0 (a pairwise sum, as np.sum does, can differ in the
-last bits): both at once, as the real and imaginary parts of one complex cumulative sum. The
-HistogramProto is collapsed as EncodeToProto(preserve_zero_buckets=false) does (a run of empty
-buckets becomes one, at the run's last limit) and serialized by hand in field order, as
-protobuf's C++ serializer writes it (a double field equal to +0.0 is left out, -0.0 is kept).
+extremes, which matters for the sign of a zero), and sum and sum_squares accumulated in double
+one value after the other from 0.0 (np.sum adds pairwise, which can differ in the last bits;
+np.subtract.reduce is a plain loop, and s - (-x) is s + x). TensorFlow's threads run with the
+CPU's flush-to-zero modes, so subnormal values count as zeros of their sign, and subnormal
+squares and partial sums become zeros: done here explicitly, whatever the calling thread's
+modes. The values go by chunks that stay in the cache. The HistogramProto is collapsed as
+EncodeToProto(preserve_zero_buckets=false) does (a run of empty buckets becomes one, at the
+run's last limit) and serialized by hand in field order, as protobuf's C++ serializer writes it
+(a double field equal to +0.0 is left out, -0.0 is kept).
+
+A float64 equal to DBL_MAX is the one input TensorFlow gets wrong: its kernel counts it one past
+the end of its bucket vector (undefined behaviour; here, a corrupted heap and a crash). Here it
+is counted in num, sum and sum_squares, and in no bucket.
 """
 
 import struct
@@ -240,8 +247,8 @@ def histogram(values):
                 chunk = fmt.flushed(chunk, chunk_counts[_ZERO_LIKE])
             total = fmt.sums(chunk, total, chunk_counts, buffer)
     # _PAST_END: a float64 of exactly DBL_MAX, one past TensorFlow's buckets (its kernel
-    # writes past the end of its vector there): in no bucket of its output, as here, though
-    # counted in num, sum and sum_squares.
+    # writes past the end of its vector there): in no bucket, though in num, sum and
+    # sum_squares.
     counts[ZERO_BUCKET] += counts[_ZERO_LIKE]
     counts = counts[:NUM_BUCKETS].astype(np.float64)
     if n == 0:

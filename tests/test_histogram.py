@@ -43,7 +43,7 @@ def assert_same(values, tag='t'):
 def on_the_limits(dtype):
     """Each bucket limit in dtype's range, rounded to dtype, and its two neighbours in dtype;
     not +DBL_MAX itself, where TensorFlow's kernel writes past the end of its buckets (and
-    crashes this process, as often as not)."""
+    crashes this process)."""
     finfo = np.finfo(dtype)
     limits = histogram.LIMITS[np.abs(histogram.LIMITS) <= float(finfo.max)].astype(dtype)
     with np.errstate(over='ignore'):
