@@ -19,12 +19,14 @@ rotates each round:
          (the script as it is); (c) `no_summaries`, the same train op and feeds without the
          summary fetch: the graph's speed. Every 100th step of (a) and (b) runs with a full
          trace, as in the script.
-Figures are min / median / max over the rounds.
+Figures are min / median / max over the rounds; with the steps, the process's CPU time per step
+(every thread's), which other jobs on the machine change less than the wall-clock rates.
 """
 
 import contextlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -51,29 +53,40 @@ def define_flags():
     flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
 
 
+def _cpu_seconds():
+    """This process's CPU time so far, user and system, every thread."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _window(fn, seconds, min_calls=3):
-    """Calls fn() for `seconds` (at least min_calls times); returns calls per second."""
+    """Calls fn() for `seconds` (at least min_calls times); returns (calls per second, CPU
+    seconds per call)."""
     calls = 0
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     while True:
         fn()
         calls += 1
         elapsed = time.perf_counter() - start
         if calls >= min_calls and elapsed >= seconds:
-            return calls / elapsed
+            return calls / elapsed, (_cpu_seconds() - cpu) / calls
 
 
 def interleaved(ways, seconds, rounds, warmup_seconds):
-    """{name: [calls/s of each round]} for ways = [(name, fn)], one window of each per round,
-    in an order rotating each round."""
+    """({name: [calls/s of each round]}, {name: [CPU s per call of each round]}) for ways =
+    [(name, fn)], one window of each per round, in an order rotating each round."""
     for _, fn in ways:
         _window(fn, warmup_seconds, min_calls=1)
     rates = {name: [] for name, _ in ways}
+    cpu = {name: [] for name, _ in ways}
     for r in range(rounds):
         shift = r % len(ways)
         for name, fn in ways[shift:] + ways[:shift]:
-            rates[name].append(_window(fn, seconds))
-    return rates
+            rate, seconds_per_call = _window(fn, seconds)
+            rates[name].append(rate)
+            cpu[name].append(seconds_per_call)
+    return rates, cpu
 
 
 def spread(values):
@@ -101,14 +114,15 @@ def time_ops(sizes, seconds, rounds, warmup_seconds):
                 first = sess.run([ops[k] for k in ('tensorflow', 'numpy', 'auto')])
                 if len(set(first)) != 1:
                     raise AssertionError('the histograms of %d values differ' % size)
-                rates = interleaved([(w, lambda op=ops[w]: sess.run(op)) for w in OP_WAYS],
-                                    seconds, rounds, warmup_seconds)
+                rates, _ = interleaved([(w, lambda op=ops[w]: sess.run(op)) for w in OP_WAYS],
+                                       seconds, rounds, warmup_seconds)
         out[size] = {w: [1e3 / r for r in rates[w]] for w in OP_WAYS}
     return out
 
 
 def time_steps(seconds, rounds, warmup_seconds, workdir):
-    """{way: [steps/s, ...]} of mnist_with_summaries' training step (see the module's doc)."""
+    """({way: [steps/s, ...]}, {way: [CPU ms per step, ...]}) of mnist_with_summaries'
+    training step (see the module's doc)."""
     import tensorflow as tf
     from bench import workloads
     from common import mnist_input
@@ -149,7 +163,8 @@ def time_steps(seconds, rounds, warmup_seconds, workdir):
                 ('our_histograms', summarised(*ours)),
                 ('no_summaries', lambda: sess.run([model.cross_entropy, model.train_step],
                                                   feed(model)))]
-        return interleaved(ways, seconds, rounds, warmup_seconds)
+        rates, cpu = interleaved(ways, seconds, rounds, warmup_seconds)
+        return rates, {w: [1e3 * c for c in cpu[w]] for w in cpu}
     finally:
         for close in closers:
             close()
@@ -179,7 +194,7 @@ def _fmt(values, spec):
     return '/'.join(spec % v for v in spread(values))
 
 
-def report(ops, steps, hw):
+def report(ops, steps, cpu, hw):
     """The figures as lines of text."""
     lines = ['Histogram summary: TensorFlow\'s kernel against common/histogram.py. %s, %d cores '
              '(%s), load %s; Python %s, TensorFlow %s, NumPy %s' % (
@@ -201,6 +216,8 @@ def report(ops, steps, hw):
                      'TensorFlow\'s histograms %.2f' % (
                          median['our_histograms'] / median['no_summaries'],
                          median['tensorflow_histograms'] / median['no_summaries']))
+        lines.append('  CPU ms per step (all threads of the process), min/median/max: %s' % (
+            ', '.join('%s %s' % (w, _fmt(cpu[w], '%.1f')) for w in STEP_WAYS)))
     return lines
 
 
@@ -226,13 +243,13 @@ def main(argv):
     # The script prints a line at each traced step: to stderr, the figures alone to stdout.
     with tempfile.TemporaryDirectory(prefix='tf-classics-histogram-') as workdir, \
             contextlib.redirect_stdout(sys.stderr):
-        steps = time_steps(FLAGS.seconds, FLAGS.rounds, FLAGS.warmup_seconds, workdir)
-    for line in report(ops, steps, hw):
+        steps, cpu = time_steps(FLAGS.seconds, FLAGS.rounds, FLAGS.warmup_seconds, workdir)
+    for line in report(ops, steps, cpu, hw):
         print(line, flush=True)
     if FLAGS.json:
         with open(FLAGS.json, 'w') as f:
             json.dump({'hardware': hw, 'ms_per_op': {str(k): v for k, v in ops.items()},
-                       'steps_per_second': steps}, f, indent=1)
+                       'steps_per_second': steps, 'cpu_ms_per_step': cpu}, f, indent=1)
 
 
 if __name__ == '__main__':
