@@ -140,14 +140,14 @@ class _Format(object):
         a subnormal square or partial sum, which TensorFlow flushes to zero, accumulate_tiny.
         """
         if self.double and (chunk_counts[ZERO_BUCKET - 1] or chunk_counts[ZERO_BUCKET]):
-            return self.accumulate_tiny(values, total, buffer)
+            return self.accumulate_tiny(values, total)
         negative = np.negative(values, out=buffer[:len(values)], dtype=np.float64)
         s = np.subtract.reduce(negative, initial=total.real)
         q = np.subtract.reduce(np.multiply(negative, values, out=negative),  # -(x * x)
                                initial=total.imag)
         return complex(s, q)
 
-    def accumulate_tiny(self, values, total, buffer):
+    def accumulate_tiny(self, values, total):
         """sums() of float64s, flushing each subnormal square and partial sum to zero."""
         pair = np.empty(len(values), dtype=np.complex128)
         pair.real = values
@@ -173,7 +173,8 @@ class _Format(object):
 
 
 def _accumulate_flushing(values, total, tiny):
-    """accumulate() one addition at a time, flushing each subnormal result to zero."""
+    """accumulate_tiny() one addition at a time in Python, flushing each subnormal result to
+    zero (when a partial sum is subnormal: rare)."""
     s, q = total.real, total.imag
     for v in values.tolist():
         s += v

@@ -104,7 +104,8 @@ def test_float64_equals_tensorflow_bit_for_bit(case):
                                    np.int64, np.uint64])
 def test_other_types_equal_tensorflow(dtype):
     if np.dtype(dtype).kind == 'f' or dtype == ml_dtypes.bfloat16:
-        values = np.concatenate([RNG.standard_normal(5000) * 100, on_the_limits(np.float16)])
+        values = np.concatenate([RNG.standard_normal(5000) * 100, on_the_limits(np.float16),
+                                 [1e-39, -1e-39, -0.0]])  # subnormal in bfloat16
     else:
         info = np.iinfo(dtype)
         values = RNG.randint(max(info.min, -2 ** 62), min(info.max, 2 ** 62), 5000,
