@@ -4,6 +4,7 @@ bench/run.py). This file holds what every benchmark process shares, without impo
 framework (batch_size imports the model's script, and TensorFlow)."""
 
 import collections
+import time
 
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 
@@ -27,3 +28,15 @@ def batch_size(model):
     return {'cnn_mnist': cnn_mnist.DEFAULTS.batch_size,
             'mnist_with_summaries': mnist_with_summaries.BATCH_SIZE,
             'deep_cnn': deep_cnn.DEFAULTS.batch_size, 'mlp': mlp.BATCH_SIZE}[model]
+
+
+def timed(fn, seconds, min_calls=2):
+    """Calls fn() for `seconds` (at least min_calls times); returns (calls, elapsed seconds)."""
+    calls = 0
+    start = time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if calls >= min_calls and elapsed >= seconds:
+            return calls, elapsed

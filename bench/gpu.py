@@ -35,6 +35,7 @@ import time
 from absl import app
 from absl import flags
 
+import bench
 from common import data
 from common import provenance
 
@@ -134,14 +135,10 @@ def measure_pipeline(pipeline, seconds, warmup_seconds):
 
 
 def _timed_rate(step, examples_per_step, seconds, warmup_seconds):
-    start = time.perf_counter()
-    while time.perf_counter() - start < warmup_seconds:
-        step()
-    steps, start = 0, time.perf_counter()
-    while steps < 2 or time.perf_counter() - start < seconds:
-        step()
-        steps += 1
-    return steps * examples_per_step / (time.perf_counter() - start)
+    """Examples per second of step() over `seconds`, after `warmup_seconds` of it."""
+    bench.timed(step, warmup_seconds, 1)
+    steps, elapsed = bench.timed(step, seconds)
+    return steps * examples_per_step / elapsed
 
 
 def _run_case(case, workdir, env, seconds, warmup_seconds, gpu_memory_mb):

@@ -14,19 +14,13 @@ TensorFlow).
 import json
 import os
 import sys
-import time
 
 
 def _timed(step, examples_per_step, seconds, min_steps=2):
     """Runs step() for `seconds` (at least min_steps times); returns (steps, examples, secs)."""
-    steps = 0
-    start = time.perf_counter()
-    while True:
-        step()
-        steps += 1
-        elapsed = time.perf_counter() - start
-        if steps >= min_steps and elapsed >= seconds:
-            return steps, steps * examples_per_step, elapsed
+    import bench
+    steps, elapsed = bench.timed(step, seconds, min_steps)
+    return steps, steps * examples_per_step, elapsed
 
 
 def _serve(workload, protocol, warmup_seconds):

@@ -24,6 +24,7 @@ import tempfile
 
 import tensorflow as tf
 
+from common import summaries
 from common import training
 
 TOP_K = 3
@@ -69,7 +70,11 @@ def build_classifier(prepare, logits_fn, class_names, channels=3, decode=decode_
         tf.zeros([0, 1, 1, channels], tf.uint8), [None, None, None, channels], name='images')
     prepared = tf.concat([decode_and_prepare(image_bytes, decode, prepare), prepare(images)],
                          axis=0)
-    all_probabilities = tf.nn.softmax(logits_fn(prepared), name='all_probabilities')
+    # The model's summary ops never run here; TensorFlow's own kernel keeps the exported
+    # graph free of tf.numpy_function ops, which only a Python process can run.
+    with summaries.histogram_kernel('tensorflow'):
+        logits = logits_fn(prepared)
+    all_probabilities = tf.nn.softmax(logits, name='all_probabilities')
     top_k = min(top_k, len(class_names))
     probabilities, classes = tf.math.top_k(all_probabilities, top_k)
     names = tf.gather(tf.constant(list(class_names)), classes)

@@ -119,8 +119,9 @@ class Model(object):
         self.train_op = tf.compat.v1.train.AdamOptimizer(self.lr).minimize(
             self.loss, global_step=self.global_step)
         with tf.compat.v1.name_scope('weights'):
+            # Tagged and named 'weights/<variable>', as tf.compat.v1.summary.histogram did.
             self.histograms = tf.compat.v1.summary.merge(
-                [tf.compat.v1.summary.histogram(v.op.name, v)
+                [summaries.histogram(v.op.name, v, in_scope=True, name=v.op.name)
                  for v in tf.compat.v1.trainable_variables()])
 
 

@@ -66,6 +66,9 @@ def test_bench_prints_the_table_and_writes_json(tmp_path):
     assert row['flops_per_step'] == 2 * 2 * 100 * (784 * 500 + 500 * 10) + 2 * 100 * 500 * 10
     assert 0 < row['peak_fraction'] < 2
     assert len(row['windows']['ours']) == 2
+    # bench/histogram.py, after mnist_with_summaries
+    assert 'Histogram summary: TensorFlow\'s kernel against common/histogram.py' in result.stdout
+    assert len(row['histogram']['steps_per_second']['our_histograms']) == 2
     assert peak['model'] == 'matmul_peak' and peak['gflops'] > 1
 
 
