@@ -154,7 +154,7 @@ def _flags_worker_main():
     module.define_flags()
     by_module = FLAGS.flags_by_module_dict()
     mine = {f.name: f for mod, fl in by_module.items()
-            if mod.split('.')[0] in _PROJECT_PACKAGES for f in fl}
+            if mod == sys.argv[0] or mod.split('.')[0] in _PROJECT_PACKAGES for f in fl}
     out = {'flags': {}, 'values': {}, 'errors': [], 'fixed': {}}
     for name, f in mine.items():
         parser = f.parser
