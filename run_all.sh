@@ -42,8 +42,9 @@ choose_data() {  # common/data.py's data_root() decides
   export TF_CLASSICS_DATA
 }
 
-run_tests() {
-  .venv/bin/python -m pytest -q tests "$@"
+run_tests() {  # two processes (pytest-xdist), a test file each at a time: most of a test's time
+  # is one TensorFlow process starting and building its graph on one core
+  .venv/bin/python -m pytest -q -n 2 --dist loadfile tests "$@"
 }
 
 case "${1:-}" in
