@@ -63,6 +63,9 @@ def define_flags():
                        lower_bound=0.0)
     flags.DEFINE_integer('gpu_memory_mb', 16384, 'Memory of each virtual GPU when two towers '
                          'share one card.', lower_bound=256)
+    flags.DEFINE_float('queue_fraction', None, 'The trainers\' --min_fraction_of_examples_in_queue '
+                       '(default: theirs, 0.4; with --quick 0.01).', lower_bound=0.0,
+                       upper_bound=1.0)
     flags.DEFINE_string('case', None, '(internal) measure one case in this process.')
 
 
@@ -92,7 +95,7 @@ def install_if_needed():
     return True
 
 
-def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb):
+def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fraction):
     """Runs one case in this process: {'case', 'examples_per_sec', 'devices'}."""
     import common  # noqa: F401  (before TensorFlow: its CPU defaults)
     import tensorflow as tf
@@ -101,6 +104,7 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb):
     (_, num_towers, precision, xla, use_fp16), = [c for c in CASES if c[0] == name]
     config = dataclasses.replace(
         trainer.DEFAULTS, train_dir=workdir, num_gpus=num_towers, precision=precision, xla=xla,
+        min_fraction_of_examples_in_queue=queue_fraction,
         model=trainer.Model(use_fp16=use_fp16),
         data_dir=data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
     devices, session = towers.tower_devices(num_towers, split_gpu_mb=gpu_memory_mb)
@@ -115,7 +119,7 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb):
     return {'case': name, 'examples_per_sec': rate, 'devices': devices}
 
 
-def measure_pipeline(pipeline, seconds, warmup_seconds):
+def measure_pipeline(pipeline, seconds, warmup_seconds, queue_fraction):
     """The training input alone: images/s of dequeued batches."""
     import common  # noqa: F401
     import tensorflow as tf
@@ -125,7 +129,7 @@ def measure_pipeline(pipeline, seconds, warmup_seconds):
         data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
     with tf.Graph().as_default():
         images, labels = inputs.training_batches(batches_dir, trainer.DEFAULTS.batch_size,
-                                                 trainer.DEFAULTS.min_fraction_of_examples_in_queue,
+                                                 queue_fraction,
                                                  pipeline)
         batch = tf.group(images, labels)
         with tf.compat.v1.train.MonitoredSession() as sess:
@@ -141,10 +145,11 @@ def _timed_rate(step, examples_per_step, seconds, warmup_seconds):
     return steps * examples_per_step / elapsed
 
 
-def _run_case(case, workdir, env, seconds, warmup_seconds, gpu_memory_mb):
+def _run_case(case, workdir, env, seconds, warmup_seconds, gpu_memory_mb, queue_fraction):
     """Measures one case in a process of its own; returns its dict (or one with 'error')."""
     cmd = [sys.executable, '-m', 'bench.gpu', '--case=' + case, '--seconds=%g' % seconds,
-           '--warmup_seconds=%g' % warmup_seconds, '--gpu_memory_mb=%d' % gpu_memory_mb]
+           '--warmup_seconds=%g' % warmup_seconds, '--gpu_memory_mb=%d' % gpu_memory_mb,
+           '--queue_fraction=%g' % queue_fraction]
     out = subprocess.run(cmd, cwd=REPO, env=dict(env, BENCH_GPU_WORKDIR=workdir),
                          capture_output=True, text=True)
     found = re.findall(r'^@@ (.*)$', out.stdout, re.M)
@@ -154,7 +159,7 @@ def _run_case(case, workdir, env, seconds, warmup_seconds, gpu_memory_mb):
     return json.loads(found[-1])
 
 
-def evaluator_beside_training(workdir, steps, env):
+def evaluator_beside_training(workdir, steps, env, queue_fraction):
     """multi_gpu_train.py for `steps` steps with eval.py polling beside it on the same
     devices; then eval.py --run_once on the last checkpoint. Returns a dict."""
     os.makedirs(workdir, exist_ok=True)
@@ -167,7 +172,8 @@ def evaluator_beside_training(workdir, steps, env):
     start = time.time()
     trained = subprocess.run(
         [sys.executable, 'cifar10/multi_gpu_train.py', '--train_dir=' + train_dir,
-         '--max_steps=%d' % steps, '--checkpoint_steps=%d' % max(steps // 4, 1)],
+         '--max_steps=%d' % steps, '--checkpoint_steps=%d' % max(steps // 4, 1),
+         '--min_fraction_of_examples_in_queue=%g' % queue_fraction],
         cwd=REPO, env=env, capture_output=True, text=True)
     seconds = time.time() - start
     evaluator.send_signal(2)  # SIGINT: the evaluator's clean stop
@@ -198,11 +204,12 @@ def main(argv):
         workdir = os.environ.get('BENCH_GPU_WORKDIR') or tempfile.mkdtemp()
         if FLAGS.case.startswith('pipeline:'):
             result = measure_pipeline(FLAGS.case.split(':', 1)[1], FLAGS.seconds,
-                                      FLAGS.warmup_seconds)
+                                      FLAGS.warmup_seconds, FLAGS.queue_fraction)
         else:
             result = measure_case(FLAGS.case, os.path.join(workdir, re.sub(r'\W+', '_',
                                                                            FLAGS.case)),
-                                  FLAGS.seconds, FLAGS.warmup_seconds, FLAGS.gpu_memory_mb)
+                                  FLAGS.seconds, FLAGS.warmup_seconds, FLAGS.gpu_memory_mb,
+                                  FLAGS.queue_fraction)
         print('@@ %s' % json.dumps(result), flush=True)
         return
     if FLAGS.install and install_if_needed():
@@ -214,22 +221,27 @@ def main(argv):
         provenance.versions()['tensorflow']), flush=True)
     print('CPU flags: %s' % ' '.join(facts['cpu_flags']), flush=True)
     seconds, warmup = FLAGS.seconds, FLAGS.warmup_seconds
+    queue_fraction = FLAGS.queue_fraction
     if FLAGS.quick:
         seconds, warmup = min(seconds, 1.0), min(warmup, 1.0)
+    if queue_fraction is None:
+        queue_fraction = 0.01 if FLAGS.quick else 0.4
     workdir = tempfile.mkdtemp(prefix='tf-classics-bench-gpu-')
     started = time.time()
     rows = []
     for name, *_ in CASES:
         if FLAGS.quick and name not in QUICK_CASES:
             continue
-        rows.append(_run_case(name, workdir, env, seconds, warmup, FLAGS.gpu_memory_mb))
+        rows.append(_run_case(name, workdir, env, seconds, warmup, FLAGS.gpu_memory_mb,
+                              queue_fraction))
         print(_line(rows[-1]), flush=True)
     for pipeline in ('queue', 'dataset'):
         rows.append(_run_case('pipeline:' + pipeline, workdir, env, seconds, warmup,
-                              FLAGS.gpu_memory_mb))
+                              FLAGS.gpu_memory_mb, queue_fraction))
         print(_line(rows[-1]), flush=True)
     beside = evaluator_beside_training(os.path.join(workdir, 'beside'),
-                                       10 if FLAGS.quick else 2000, env)
+                                       10 if FLAGS.quick else 2000, env,
+                                       queue_fraction)
     print('eval.py beside multi_gpu_train.py (%d steps, %.0f s): train exit %d, %d evaluations '
           'beside it, final precision @ 1 %s, out of memory: %s%s' % (
               10 if FLAGS.quick else 2000, beside['train_seconds'], beside['train_exit'],
