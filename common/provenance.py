@@ -11,8 +11,9 @@ import subprocess
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def hardware_facts():
-    """The machine: CPU model, its vector extensions, cores, GPUs, and a one-line summary."""
+def cpu_model_and_flags():
+    """The CPU's model name and its vector extensions (avx*, amx*, fma, sse4*), from
+    /proc/cpuinfo; no subprocess."""
     cpu, cpu_flags = platform.processor() or platform.machine(), []
     try:
         with open('/proc/cpuinfo') as f:
@@ -22,6 +23,12 @@ def hardware_facts():
         cpu_flags = sorted({f for f in flags_line if re.match(r'(avx|amx|fma|sse4)', f)})
     except (OSError, AttributeError):
         pass
+    return cpu, cpu_flags
+
+
+def hardware_facts():
+    """The machine: CPU model, its vector extensions, cores, GPUs, and a one-line summary."""
+    cpu, cpu_flags = cpu_model_and_flags()
     try:
         gpus = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True,
                               timeout=10).stdout.strip().splitlines()

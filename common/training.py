@@ -44,7 +44,7 @@ def set_precision(session_config, precision):
         rewrite.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
         return session_config
     rewrite.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
-    cpu_flags = provenance.hardware_facts()['cpu_flags']
+    _, cpu_flags = provenance.cpu_model_and_flags()
     if not {'avx512_bf16', 'amx_bf16'} & set(cpu_flags):
         print('WARNING: --precision=bf16: this CPU has no bfloat16 instructions (AVX512_BF16 '
               'or AMX): TensorFlow will emulate them, slower than fp32', file=sys.stderr,

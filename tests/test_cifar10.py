@@ -696,13 +696,13 @@ def test_precision_bf16_sets_the_rewrite_and_says_when_the_cpu_emulates_it(monke
     from common import provenance
     config = training.set_precision(tf.compat.v1.ConfigProto(), 'fp32')
     assert config == tf.compat.v1.ConfigProto()
-    monkeypatch.setattr(provenance, 'hardware_facts', lambda: {'cpu_flags': ['avx2', 'fma']})
+    monkeypatch.setattr(provenance, 'cpu_model_and_flags', lambda: ('cpu', ['avx2', 'fma']))
     config = training.set_precision(tf.compat.v1.ConfigProto(), 'bf16')
     assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 1  # ON
     assert capsys.readouterr().err.strip() == (
         'WARNING: --precision=bf16: this CPU has no bfloat16 instructions (AVX512_BF16 or AMX): '
         'TensorFlow will emulate them, slower than fp32')
-    monkeypatch.setattr(provenance, 'hardware_facts',
-                        lambda: {'cpu_flags': ['avx512_bf16', 'avx512f']})
+    monkeypatch.setattr(provenance, 'cpu_model_and_flags',
+                        lambda: ('cpu', ['avx512_bf16', 'avx512f']))
     training.set_precision(tf.compat.v1.ConfigProto(), 'bf16')
     assert capsys.readouterr().err == ''
