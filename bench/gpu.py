@@ -107,8 +107,8 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fr
         min_fraction_of_examples_in_queue=queue_fraction,
         model=trainer.Model(use_fp16=use_fp16),
         data_dir=data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
-    devices, session = towers.tower_devices(num_towers, split_gpu_mb=gpu_memory_mb)
-    session = trainer.with_xla_and_precision(session, config)
+    devices, session = trainer.session_config(config, multi_tower=True,
+                                              split_gpu_mb=gpu_memory_mb)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     with tf.Graph().as_default(), tf.device('/cpu:0'):
         train_op, losses, summary_op = towers.build_training_graph(config, batches_dir, devices)

@@ -114,26 +114,22 @@ def from_flags(flag_values):
     return config_lib.from_flags(Config, flag_values, 'cifar10')
 
 
-def session_config(config, multi_tower):
+def session_config(config, multi_tower, split_gpu_mb=None):
     """The devices of the towers (None for the single-device trainer) and the session config:
-    the towers' (see towers.tower_devices) or one that takes GPU memory as needed; XLA's
-    global JIT with config.xla; the mixed-precision rewrite of config.precision."""
+    the towers' (see towers.tower_devices; split_gpu_mb: one card split into virtual GPUs) or
+    one that takes GPU memory as needed; XLA's global JIT with config.xla; the
+    mixed-precision rewrite of config.precision."""
     if multi_tower:
-        devices, session = towers.tower_devices(config.num_gpus, config.log_device_placement)
+        devices, session = towers.tower_devices(config.num_gpus, config.log_device_placement,
+                                                split_gpu_mb)
     else:
         devices = None
         session = tf.compat.v1.ConfigProto(log_device_placement=config.log_device_placement)
         session.gpu_options.allow_growth = True
-    return devices, with_xla_and_precision(session, config)
-
-
-def with_xla_and_precision(session, config):
-    """session (a ConfigProto) with XLA's global JIT when config.xla, and the mixed-precision
-    rewrite of config.precision."""
     if config.xla:
         session.graph_options.optimizer_options.global_jit_level = (
             tf.compat.v1.OptimizerOptions.ON_1)
-    return training.set_precision(session, config.precision)
+    return devices, training.set_precision(session, config.precision)
 
 
 def step_logger(config, loss, num_towers=1, tower_losses=None):
