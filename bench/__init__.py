@@ -9,8 +9,11 @@ import time
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 
 # What is timed: examples_per_step examples each step() call; flops per step (None where not
-# counted); close() frees it.
-Workload = collections.namedtuple('Workload', 'examples_per_step step flops close')
+# counted); close() frees it. window(seconds) -> (steps, elapsed), where given, times a window
+# itself instead of calls of step() (Keras' one long fit(): bench/peers.py); variant names what
+# was chosen among the ways of running it (the peers' fastest settings), None for ours.
+Workload = collections.namedtuple('Workload', 'examples_per_step step flops close window variant',
+                                  defaults=(None, None))
 
 MODELS = ['cnn_mnist', 'mnist_with_summaries', 'deep_cnn', 'cifar10', 'mlp']
 # The matmul timed for the machine's fp32 peak: [PEAK_SIZE, PEAK_SIZE] x [PEAK_SIZE, PEAK_SIZE].

@@ -6,12 +6,15 @@
 For each model, one process per way of running it (bench/workloads.py, bench/peers.py) is
 built and warmed up; then, round after round, each process in turn times one window of
 --seconds, in an order that rotates each round, so that drift of the machine hits all of them
-alike. A figure is the median over the rounds, in examples (images) per second of training:
+alike. A figure is the median over the rounds (min and max are printed beside it), in examples
+(images) per second of training:
   ours      our script end to end (its input pipeline, hooks, summaries and checkpoints on the
             script's schedule; test-set evaluations left out)
   ours_fed  the same train op on a batch held in memory: the ceiling for `ours`
-  keras     the same model, batch and optimiser in Keras 3 (compile + fit)
-  pytorch   the same in PyTorch, threads = cores
+  keras     the same model, batch and optimiser in Keras 3 (compile + one long fit), with
+            the fastest of its jit_compile / steps_per_execution settings (named)
+  pytorch   the same in PyTorch, threads = cores, the fastest of eager NCHW, channels_last
+            and torch.compile (named)
 and, for CIFAR-10, the input pipeline alone: the queue pipeline of cifar10/inputs.py and its
 tf.data variant (images/s); with mnist_with_summaries, the histogram summary (TensorFlow's
 kernel against ours, and the script's step with each and without summaries: bench/histogram.py). The fp32 matmul peak is measured in the same run (a 2048^2 matmul,
@@ -84,6 +87,7 @@ class Worker(object):
         info = json.loads(' '.join(words))
         self.examples_per_step = info['examples_per_step']
         self.flops = info['flops']
+        self.variant = info.get('variant')  # the peers' setting that was fastest
 
     def _answer(self, kind):
         for line in self._proc.stdout:
@@ -129,8 +133,9 @@ def _cpu():
 
 def measure(model, ways, workdir, env, batch, warmup_seconds, rounds, seconds, log=print):
     """Interleaved windows of each way of `model` (batch: its batch size), `rounds` of
-    `seconds` each after warmup_seconds: {way: [examples/s, ...]}, plus the workers' examples
-    per step and FLOPs per step, and {way: error} for those that failed."""
+    `seconds` each after warmup_seconds: {way: [examples/s, ...]}, the FLOPs per step,
+    {way: error} for those that failed and {way: variant} for those that named one (the
+    peers' fastest settings)."""
     workers, errors = {}, {}
     try:
         for way in ways:
@@ -148,7 +153,8 @@ def measure(model, ways, workdir, env, batch, warmup_seconds, rounds, seconds, l
             for way in order[shift:] + order[:shift]:
                 figures[way].append(workers[way].window(seconds))
         flops_per_step = next((w.flops for w in workers.values() if w.flops), None)
-        return figures, flops_per_step, errors
+        variants = {way: w.variant for way, w in workers.items() if w.variant}
+        return figures, flops_per_step, errors, variants
     finally:
         for w in workers.values():
             w.close()
@@ -198,14 +204,15 @@ def main(argv):
         for model in FLAGS.models:
             model_ways = ways + (PIPELINES if model == 'cifar10' and FLAGS.pipeline else [])
             batch = bench.batch_size(model)  # the script's (this imports it, and TensorFlow)
-            figures, flops_per_step, errors = measure(model, model_ways, workdir, env, batch,
-                                                      FLAGS.warmup_seconds, FLAGS.rounds,
-                                                      FLAGS.seconds)
+            figures, flops_per_step, errors, variants = measure(
+                model, model_ways, workdir, env, batch, FLAGS.warmup_seconds, FLAGS.rounds,
+                FLAGS.seconds)
             row = {'model': model, 'batch': batch}
             for way in WAYS + model_ways:  # null where not measured
                 row[way] = _median(figures.get(way, []))
             row['flops_per_step'] = flops_per_step
             row['windows'] = figures
+            row['variants'] = variants
             if errors:
                 row['errors'] = errors
             rows.append(row)
@@ -242,12 +249,23 @@ def main(argv):
 
 
 def _fmt(x, spec='%.0f'):
-    return spec % x if x is not None else '-'
+    if x is None:
+        return '-'
+    return spec.format(x) if '{' in spec else spec % x
+
+
+def _spread(values):
+    """'min / median / max' of a way's windows."""
+    return ' / '.join(_fmt(x, '{:,.0f}') for x in (min(values), _median(values), max(values)))
 
 
 def _row_line(row):
-    return '  %s: %s' % (row['model'], ', '.join(
-        '%s %s' % (way, _fmt(row[way])) for way in WAYS + PIPELINES if row.get(way)))
+    """The model's figures as they come: min / median / max of each way, and the peers'
+    settings."""
+    return '  %s (min / median / max): %s' % (row['model'], '; '.join(
+        '%s %s%s' % (way, _spread(row['windows'][way]),
+                     ' (%s)' % row['variants'][way] if way in row['variants'] else '')
+        for way in WAYS + PIPELINES if row['windows'].get(way)))
 
 
 def table(rows, gflops):
@@ -269,6 +287,18 @@ def table(rows, gflops):
     lines.append('')
     lines.append('Examples (images) per second of training, median of the windows; the fp32 '
                  'matmul peak (the best of TensorFlow, NumPy and PyTorch) %.1f GFLOP/s.' % gflops)
+    lines.append('')
+    lines.append('| model | ' + ' | '.join(WAYS) + ' |')
+    lines.append('|---|' + '---|' * len(WAYS))
+    for r in rows:
+        lines.append('| %s | %s |' % (r['model'], ' | '.join(
+            _spread(r['windows'][w]) if r['windows'].get(w) else '-' for w in WAYS)))
+    lines.append('')
+    lines.append('Examples/s over the windows: min / median / max.')
+    for r in rows:
+        if r['variants']:
+            lines.append('%s: %s.' % (r['model'], '; '.join(
+                '%s ran %s' % kv for kv in sorted(r['variants'].items()))))
     for r in rows:
         if r.get('queue') or r.get('dataset'):
             lines.append('CIFAR-10 input pipeline alone, images/s: queue %s, tf.data %s; the '

@@ -5,7 +5,8 @@ times windows when asked, so that the runner can interleave several of them.
 
 Protocol, one line each way: it prints '@@ ready {"examples_per_step": ..., "flops": ...}' once
 warm; each 'run SECONDS' it reads is answered by '@@ result STEPS EXAMPLES ELAPSED' (at least
-two steps, then until SECONDS have passed); 'quit' or end of input ends it. Everything else
+two steps, then until SECONDS have passed; a Workload with its own window() times it itself);
+'quit' or end of input ends it. The ready line also names the variant the peers chose. Everything else
 the models print goes to stderr. BATCH: the batch size of the Keras and PyTorch models (the
 runner's bench.batch_size, read from the script: the PyTorch worker does not import it, nor
 TensorFlow).
@@ -16,25 +17,27 @@ import os
 import sys
 
 
-def _timed(step, examples_per_step, seconds, min_steps=2):
-    """Runs step() for `seconds` (at least min_steps times); returns (steps, examples, secs)."""
+def _window(workload, seconds, min_steps=2):
+    """One timed window of `seconds` (at least min_steps steps): (steps, seconds)."""
     import bench
-    steps, elapsed = bench.timed(step, seconds, min_steps)
-    return steps, steps * examples_per_step, elapsed
+    if workload.window:
+        return workload.window(seconds)
+    return bench.timed(workload.step, seconds, min_steps)
 
 
 def _serve(workload, protocol, warmup_seconds):
-    _timed(workload.step, workload.examples_per_step, warmup_seconds)
+    _window(workload, warmup_seconds)
     protocol.write('@@ ready %s\n' % json.dumps({'examples_per_step': workload.examples_per_step,
-                                                 'flops': workload.flops}))
+                                                 'flops': workload.flops,
+                                                 'variant': workload.variant}))
     protocol.flush()
     for line in sys.stdin:
         words = line.split()
         if not words or words[0] == 'quit':
             break
-        steps, examples, elapsed = _timed(workload.step, workload.examples_per_step,
-                                          float(words[1]))
-        protocol.write('@@ result %d %d %.6f\n' % (steps, examples, elapsed))
+        steps, elapsed = _window(workload, float(words[1]))
+        protocol.write('@@ result %d %d %.6f\n' % (steps, steps * workload.examples_per_step,
+                                                   elapsed))
         protocol.flush()
     workload.close()
 
@@ -52,11 +55,12 @@ def main():
             return _serve(flops.matmul_workload(variant), protocol, float(warmup_seconds))
     if variant == 'pytorch':
         from bench import peers
-        return _serve(peers.build(model, variant, batch), protocol, float(warmup_seconds))
+        return _serve(peers.build(model, variant, batch, float(warmup_seconds)), protocol,
+                      float(warmup_seconds))
     from bench import workloads
     if variant == 'keras':
-        return _serve(workloads.build(model, variant, workdir, batch), protocol,
-                      float(warmup_seconds))
+        return _serve(workloads.build(model, variant, workdir, batch, float(warmup_seconds)),
+                      protocol, float(warmup_seconds))
     with _default_graph():
         _serve(workloads.build(model, variant, workdir), protocol, float(warmup_seconds))
 

@@ -6,10 +6,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 
+import numpy as np
+import pytest
 import tensorflow as tf
 
 from bench import flops
+from bench import peers
 from cifar10 import model
 from conftest import REPO, shared_data_root
 
@@ -52,8 +56,8 @@ def _bench(*args):
 
 def test_bench_prints_the_table_and_writes_json(tmp_path):
     out = tmp_path / 'bench.json'
-    result = _bench('--models=mnist_with_summaries', '--ways=ours,ours_fed', '--seconds=0.2',
-                    '--rounds=2', '--warmup_seconds=0.2', '--json=%s' % out)
+    result = _bench('--models=mnist_with_summaries', '--ways=ours,ours_fed,keras',
+                    '--seconds=0.2', '--rounds=2', '--warmup_seconds=0.2', '--json=%s' % out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert '| mnist_with_summaries | 100 |' in result.stdout
     rows = json.loads(out.read_text())
@@ -61,8 +65,19 @@ def test_bench_prints_the_table_and_writes_json(tmp_path):
     assert set(row) >= {'model', 'ours', 'ours_fed', 'keras', 'pytorch', 'flops_per_step',
                         'peak_fraction'}
     assert row['model'] == 'mnist_with_summaries'
-    assert row['ours'] > 0 and row['ours_fed'] > 0
-    assert row['keras'] is None and row['pytorch'] is None  # not asked for
+    assert row['ours'] > 0 and row['ours_fed'] > 0 and row['keras'] > 0
+    assert row['pytorch'] is None  # not asked for
+    # Keras' fastest setting is named, in the JSON and under the table, and every way's
+    # windows are printed as min / median / max.
+    assert re.fullmatch(r'jit_compile=(True|False), steps_per_execution=(1|10)',
+                        row['variants']['keras'])
+    assert 'mnist_with_summaries: keras ran %s.' % row['variants']['keras'] in result.stdout
+    spread = re.search(r'^\| mnist_with_summaries \| ([\d,]+) / ([\d,]+) / ([\d,]+) \| - \| '
+                       r'[\d,]+ / [\d,]+ / [\d,]+ \| [\d,]+ / [\d,]+ / [\d,]+ \| - \|$',
+                       result.stdout, re.M)
+    assert spread, result.stdout
+    low, median, high = (float(x.replace(',', '')) for x in spread.groups())
+    assert low <= median <= high
     assert row['flops_per_step'] == 2 * 2 * 100 * (784 * 500 + 500 * 10) + 2 * 100 * 500 * 10
     assert 0 < row['peak_fraction'] < 2
     assert len(row['windows']['ours']) == 2
@@ -99,3 +114,86 @@ def test_the_gpu_command_runs_its_cpu_path():
                      text, re.M)
     assert re.search(r"^The report's 60,000 steps of 128 images: [\d.]+ minutes at the best rate",
                      text, re.M)
+
+
+def _tiny_keras_fit(steps_per_execution):
+    import keras
+    net = keras.Sequential([keras.Input([4]), keras.layers.Dense(3)])
+    net.compile(optimizer=keras.optimizers.SGD(0.01),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                steps_per_execution=steps_per_execution)
+    data = tf.data.Dataset.from_tensors((np.ones([8, 4], np.float32),
+                                         np.zeros([8], np.int64))).repeat()
+    return net, peers.LongFit(net, data)
+
+
+@pytest.mark.parametrize('steps_per_execution', [1, 5])
+def test_keras_long_fit_times_windows_of_one_fit_and_holds_it_between_them(
+        steps_per_execution):
+    """One fit() for every window (its fixed cost paid once); between windows it does not
+    train (it would take the cores from the other ways' windows)."""
+    net, fit = _tiny_keras_fit(steps_per_execution)
+    try:
+        steps, elapsed = fit.window(0.2)
+        assert steps >= 2 and elapsed >= 0.2 and steps % steps_per_execution == 0
+        held = int(net.optimizer.iterations.numpy())
+        time.sleep(0.3)
+        assert int(net.optimizer.iterations.numpy()) == held
+        steps2, _ = fit.window(0.1)
+        assert steps2 >= 2 and steps2 % steps_per_execution == 0
+        # the steps a window counts are the steps the optimiser took in it
+        assert int(net.optimizer.iterations.numpy()) == held + steps2
+    finally:
+        fit.close()
+    assert not fit._thread.is_alive()
+    with pytest.raises(RuntimeError, match='the fit has ended'):
+        fit.window(0.1)
+
+
+class _FakeRun(object):
+    def __init__(self, step_seconds, fail=False):
+        if fail:
+            raise ValueError('no compiler here')
+        self.step_seconds, self.closed = step_seconds, False
+
+    def window(self, seconds):
+        return max(2, round(seconds / self.step_seconds)), seconds
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_fastest_peer_setting_is_kept_the_others_closed_a_failing_one_left_out():
+    runs, lines = {}, []
+
+    def start(name, step_seconds):
+        runs[name] = _FakeRun(step_seconds, fail=name == 'broken')
+        return runs[name]
+    settings = [('slow', 0.1), ('fast', 0.01), ('broken', 0.001), ('middle', 0.05)]
+    best, run = peers._fastest(settings, start, lambda r: r.window, 1.0, lambda s: s[0],
+                               lines.append)
+    assert best == ('fast', 0.01) and run is runs['fast'] and not run.closed
+    assert runs['slow'].closed and runs['middle'].closed
+    assert lines[0] == 'probe slow: 10.00 steps/s'
+    assert lines[2] == "probe broken: failed, left out: ['no compiler here']"
+    with pytest.raises(ValueError, match='no compiler here'):
+        peers._fastest([('broken', 1)], start, lambda r: r.window, 1.0, lambda s: s[0],
+                       lines.append)
+
+
+def test_keras_tries_steps_per_execution_except_on_the_full_batch_mlp():
+    assert peers.keras_settings('cnn_mnist') == peers.KERAS_SETTINGS
+    assert peers.keras_settings('mlp') == [(False, 1), (True, 1)]
+
+
+def test_pytorch_keeps_its_fastest_of_eager_channels_last_and_compile():
+    """Where PyTorch is installed (the bench extra): the chosen setting is named and trains."""
+    pytest.importorskip('torch')
+    lines = []
+    workload = peers.torch_workload('deep_cnn', 4, 0.05, log=lines.append)
+    probed = [line.split(':')[0] for line in lines]
+    assert probed[:2] == ['probe eager, nchw', 'probe eager, channels_last']
+    assert probed[3].startswith('probe torch.compile, ')
+    assert workload.variant in {p[len('probe '):] for p in probed}
+    workload.step()
+    workload.close()
