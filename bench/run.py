@@ -249,14 +249,12 @@ def main(argv):
 
 
 def _fmt(x, spec='%.0f'):
-    if x is None:
-        return '-'
-    return spec.format(x) if '{' in spec else spec % x
+    return spec % x if x is not None else '-'
 
 
 def _spread(values):
     """'min / median / max' of a way's windows."""
-    return ' / '.join(_fmt(x, '{:,.0f}') for x in (min(values), _median(values), max(values)))
+    return ' / '.join('{:,.0f}'.format(x) for x in (min(values), _median(values), max(values)))
 
 
 def _row_line(row):

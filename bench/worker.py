@@ -6,8 +6,8 @@ times windows when asked, so that the runner can interleave several of them.
 Protocol, one line each way: it prints '@@ ready {"examples_per_step": ..., "flops": ...}' once
 warm; each 'run SECONDS' it reads is answered by '@@ result STEPS EXAMPLES ELAPSED' (at least
 two steps, then until SECONDS have passed; a Workload with its own window() times it itself);
-'quit' or end of input ends it. The ready line also names the variant the peers chose. Everything else
-the models print goes to stderr. BATCH: the batch size of the Keras and PyTorch models (the
+'quit' or end of input ends it. The ready line also names the variant the peers chose.
+Everything else the models print goes to stderr. BATCH: the batch size of the Keras and PyTorch models (the
 runner's bench.batch_size, read from the script: the PyTorch worker does not import it, nor
 TensorFlow).
 """
@@ -53,14 +53,11 @@ def main():
         from bench import flops
         with _default_graph():
             return _serve(flops.matmul_workload(variant), protocol, float(warmup_seconds))
-    if variant == 'pytorch':
+    if variant in ('keras', 'pytorch'):  # each setting's probe as long as the warm-up
         from bench import peers
         return _serve(peers.build(model, variant, batch, float(warmup_seconds)), protocol,
                       float(warmup_seconds))
     from bench import workloads
-    if variant == 'keras':
-        return _serve(workloads.build(model, variant, workdir, batch, float(warmup_seconds)),
-                      protocol, float(warmup_seconds))
     with _default_graph():
         _serve(workloads.build(model, variant, workdir), protocol, float(warmup_seconds))
 

@@ -207,16 +207,11 @@ BUILDERS = {'cnn_mnist': cnn_mnist, 'mnist_with_summaries': mnist_with_summaries
             'deep_cnn': deep_cnn, 'cifar10': cifar10, 'mlp': mlp}
 
 
-def build(model, variant, workdir, batch=None, probe_seconds=1.0):
+def build(model, variant, workdir):
     """The Workload of `model` built `variant`-wise (ours, bf16 (ours with --precision=bf16),
-    ours_fed, keras, pytorch, queue or dataset), writing its checkpoints and event files under workdir. The TensorFlow ones are
-    built in the default graph: call this inside a `with tf.Graph().as_default()` that lasts
-    as long as the Workload is used. batch: the Keras and PyTorch models' batch size (default:
-    the script's, bench.batch_size); probe_seconds: how long each of their settings is timed
-    before the fastest is kept (bench/peers.py)."""
-    if variant in ('keras', 'pytorch'):
-        from bench import peers
-        return peers.build(model, variant, batch, probe_seconds)
+    ours_fed, queue or dataset; Keras and PyTorch: bench/peers.py), writing its checkpoints and
+    event files under workdir. It is built in the default graph: call this inside a
+    `with tf.Graph().as_default()` that lasts as long as the Workload is used."""
     if variant == 'bf16':  # ours, with --precision=bf16
         return BUILDERS[model]('ours', workdir, 'bf16')
     return BUILDERS[model](variant, workdir, 'fp32')
