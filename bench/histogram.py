@@ -1,11 +1,11 @@
 """The histogram summary: TensorFlow's kernel against common/histogram.py, and what it does to
 mnist_with_summaries, which writes every summary at every training step.
 
-    python -m bench.histogram                      # about 2 minutes
+    python -m bench.histogram                      # about 2.5 minutes
     python -m bench.histogram --seconds=0.5 --rounds=3 --json=histogram.json
 
 (python -m bench runs it after mnist_with_summaries, with its --seconds and --rounds: about
-3.5 minutes with its defaults; --nohistogram leaves it out.)
+4 minutes with its defaults; --nohistogram leaves it out.)
 
 Two parts, each in one process with its ways interleaved, round after round, in an order that
 rotates each round:
@@ -17,9 +17,11 @@ rotates each round:
   steps  mnist_with_summaries' training step, steps/s, batches of 100 real MNIST images fed
          as the script feeds them: (a) `tensorflow_histograms`, the script's train_step with
          TensorFlow's kernel for every histogram; (b) `our_histograms`, the same with ours
-         (the script as it is); (c) `no_summaries`, the same train op and feeds without the
-         summary fetch: the graph's speed. Every 100th step of (a) and (b) runs with a full
-         trace, as in the script.
+         (the script as it is); (c) `no_weights1_histogram` and (d) `no_histograms`, (b)
+         fetching every summary but layer 1's weight histogram, or but every histogram:
+         where the summaries' time goes; (e) `no_summaries`, the same train op and feeds
+         without the summary fetch: the graph's speed. Every 100th step of (a) to (d) runs
+         with a full trace, as in the script.
 Figures are min / median / max over the rounds; with the steps, the process's CPU time per step
 (every thread's), which other jobs on the machine change less than the wall-clock rates.
 """
@@ -32,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import types
 
 from absl import app
 from absl import flags
@@ -44,7 +47,9 @@ FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [392000, 50000, 16384, 8192, 1000, 10]
 OP_WAYS = ['tensorflow', 'numpy', 'auto', 'read']
-STEP_WAYS = ['tensorflow_histograms', 'our_histograms', 'no_summaries']
+STEP_WAYS = ['tensorflow_histograms', 'our_histograms', 'no_weights1_histogram',
+             'no_histograms', 'no_summaries']
+WEIGHTS1_SCOPE = 'layer1/weights/summaries/'  # where layer 1's weight histogram is built
 
 
 def define_flags():
@@ -145,20 +150,51 @@ def time_steps(seconds, rounds, warmup_seconds, workdir):
         xs, ys = mnist.train.next_batch(script.BATCH_SIZE)
         return {model.x: xs, model.y_: ys, model.keep_prob: config.dropout}
 
-    def summarised(model, sess, writer):
+    def summarised(model, sess, writer, merged=None):
+        """The script's train_step; merged: the summary op it fetches instead of the
+        model's (the same placeholders and train op)."""
         counter = [0]
+        fetched = model if merged is None else types.SimpleNamespace(
+            merged=merged, cross_entropy=model.cross_entropy, train_step=model.train_step)
 
         def step():
             counter[0] += 1
-            script.train_step(sess, model, writer, counter[0], feed(model))
+            script.train_step(sess, fetched, writer, counter[0], feed(model))
         return step
+
+    def merged_without(graph, leave_out):
+        """A merge of the graph's summaries but those for which leave_out(op) is true."""
+        with graph.as_default():
+            kept = [s for s in tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.SUMMARIES)
+                    if not leave_out(s.op)]
+            return tf.compat.v1.summary.merge(kept)
+
+    def writer_for(graph, name):
+        """A way's own event file: each traced step's run metadata is tagged by its step."""
+        with graph.as_default():
+            writer = tf.compat.v1.summary.FileWriter(os.path.join(workdir, name))
+        closers.append(writer.close)
+        return writer
+
+    def is_histogram(op):
+        return op.type not in ('ScalarSummary', 'ImageSummary')
 
     try:
         theirs = build('tensorflow', 'tensorflow_histograms')
         ours = build('auto', 'our_histograms')
         model, sess = ours[0], ours[1]
+        graph = sess.graph
+        weights1 = [s.op.name for s in graph.get_collection(tf.compat.v1.GraphKeys.SUMMARIES)
+                    if is_histogram(s.op) and s.op.name.startswith(WEIGHTS1_SCOPE)]
+        if len(weights1) != 1:
+            raise AssertionError('layer 1 weight histograms: %s' % weights1)
         ways = [('tensorflow_histograms', summarised(*theirs)),
                 ('our_histograms', summarised(*ours)),
+                ('no_weights1_histogram', summarised(
+                    model, sess, writer_for(graph, 'no_weights1_histogram'),
+                    merged_without(graph, lambda op: op.name == weights1[0]))),
+                ('no_histograms', summarised(model, sess, writer_for(graph, 'no_histograms'),
+                                             merged_without(graph, is_histogram))),
                 ('no_summaries', lambda: sess.run([model.cross_entropy, model.train_step],
                                                   feed(model)))]
         rates, cpu = interleaved(ways, seconds, rounds, warmup_seconds)
@@ -205,7 +241,23 @@ def report(ops, steps, cpu, hw):
                          median['tensorflow_histograms'] / median['no_summaries']))
         lines.append('  CPU ms per step (all threads of the process), min/median/max: %s' % (
             ', '.join('%s %s' % (w, _fmt(cpu[w], '%.1f')) for w in STEP_WAYS)))
+        lines.append('  where the summaries\' time goes, %s' % breakdown(median))
     return lines
+
+
+def breakdown(median):
+    """The summaries' cost per step (ms, from the median steps/s of the ways): every
+    summary, and its parts: layer 1's weight histogram, the other histograms, the scalars,
+    images and writing (what no_histograms adds to no_summaries)."""
+    ms = {w: 1e3 / median[w] for w in STEP_WAYS}
+    return ('ms per step (median): all summaries %.2f, of which layer 1\'s weight histogram '
+            '%.2f, the other histograms %.2f, scalars, images and writing %.2f; without layer '
+            '1\'s weight histogram %.2f of the graph\'s speed' % (
+                ms['our_histograms'] - ms['no_summaries'],
+                ms['our_histograms'] - ms['no_weights1_histogram'],
+                ms['no_weights1_histogram'] - ms['no_histograms'],
+                ms['no_histograms'] - ms['no_summaries'],
+                median['no_weights1_histogram'] / median['no_summaries']))
 
 
 def run_in_subprocess(seconds, rounds, warmup_seconds, env, workdir):
