@@ -76,7 +76,7 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
                     'the checkpoint %s does not match the model evaluated (%s)'
                     % (ckpt_path, training.first_line(e))) from None
             print('%s: checkpoint %s is gone (rotated away?), skipped: %s'
-                  % (datetime.datetime.now(), ckpt_path, str(e).splitlines()[0]), flush=True)
+                  % (datetime.datetime.now(), ckpt_path, training.first_line(e)), flush=True)
             return None
         coord = tf.compat.v1.train.Coordinator()
         threads = tf.compat.v1.train.start_queue_runners(sess=sess, coord=coord)

@@ -280,12 +280,22 @@ def checkpoint_global_step(ckpt_path):
     return int(tf.train.load_variable(ckpt_path, 'global_step'))
 
 
+# What TensorFlow puts around an error's own line: Saver.restore's guess ('Restoring from
+# checkpoint failed. This is most likely due to a Variable name ... Original error:'), then a
+# graph execution error's header, the traceback of the node (indented) and its name.
+_RESTORE_WRAPPER = 'Original error:'
+_FRAMING = ('Graph execution error', 'Detected at node', 'Node: ')
+
+
 def first_line(error):
-    """The first meaningful line of a TensorFlow error's message."""
-    for line in str(error).splitlines():
-        line = line.strip()
-        if line and not line.startswith('Graph execution error'):
-            return line
+    """The first meaningful line of a TensorFlow error's message: the error itself, not
+    Saver.restore's guess at its cause nor the node's traceback."""
+    text = str(error)
+    if _RESTORE_WRAPPER in text:
+        text = text.split(_RESTORE_WRAPPER, 1)[1]
+    for line in text.splitlines():
+        if line.strip() and not line[0].isspace() and not line.startswith(_FRAMING):
+            return line.strip()
     return type(error).__name__
 
 

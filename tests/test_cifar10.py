@@ -384,6 +384,39 @@ def test_eval_skips_a_checkpoint_rotated_away(tmp_path, capsys):
     assert 'model.ckpt-500 is gone (rotated away?), skipped' in capsys.readouterr().out
 
 
+def test_eval_names_the_missing_file_of_a_checkpoint_rotated_away_mid_restore(tmp_path, capsys):
+    """The trainer deletes a checkpoint while the evaluator restores it: one line naming the
+    vanished file, not Saver.restore's guess that the graph does not match."""
+    import glob
+    from cifar10 import eval as cifar10_eval
+    with tf.Graph().as_default():
+        var = tf.compat.v1.get_variable('v', [1])
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as sess:
+            sess.run(var.initializer)
+            ckpt = saver.save(sess, str(tmp_path / 'model.ckpt'), global_step=3)
+
+        class Rotating(object):
+            """The data file is gone when the restore reads it, the index right after."""
+
+            def restore(self, sess, path):
+                for f in glob.glob(path + '.data-*'):
+                    os.remove(f)
+                try:
+                    saver.restore(sess, path)
+                finally:
+                    os.remove(path + '.index')
+
+        writer = tf.compat.v1.summary.FileWriter(str(tmp_path))
+        result = cifar10_eval.eval_once(Rotating(), writer, None, None, ckpt, 10, 10)
+        writer.close()
+    assert result is None
+    line, = [x for x in capsys.readouterr().out.splitlines() if 'is gone' in x]
+    assert line.endswith('model.ckpt-3 is gone (rotated away?), skipped: %s.data-00000-of-00001; '
+                         'No such file or directory' % ckpt), line
+    assert 'Restoring from checkpoint failed' not in line and 'error:' not in line
+
+
 def test_eval_polls_waits_evaluates_each_checkpoint_once_and_stops_on_ctrl_c(trained, tmp_path):
     import shutil
     import signal
