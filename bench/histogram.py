@@ -142,9 +142,8 @@ def time_steps(seconds, rounds, warmup_seconds, workdir):
             model = script.Model(config.learning_rate)
             sess = tf.compat.v1.Session()
             sess.run(tf.compat.v1.global_variables_initializer())
-            writer = tf.compat.v1.summary.FileWriter(os.path.join(workdir, name))
-        closers.extend([writer.close, sess.close])
-        return model, sess, writer
+        closers.append(sess.close)
+        return model, sess, writer_for(graph, name)
 
     def feed(model):
         xs, ys = mnist.train.next_batch(script.BATCH_SIZE)
