@@ -151,6 +151,24 @@ def test_the_committed_results_md_is_what_run_all_generates():
         'results/RESULTS.md is stale: ./run_all.sh --publish rebuilds it')
 
 
+def test_each_committed_figure_is_the_last_point_of_its_own_curve():
+    """A committed result's figure is what its event files say at the highest step, the
+    curve it carries, not a rounder copy of it (a printed line's three decimals)."""
+    checked = 0
+    for exp, results in report.load_results():
+        if exp.kind == 'mlp_grid':  # its figure is a best over configurations, not a curve
+            continue
+        folder, tag, unit = report.FIGURES[exp.kind]
+        (label,) = [l for f, t, l, _ in report.CURVES[exp.kind] if (f, t) == (folder, tag)]
+        for result in results:
+            step, value = max(result['curves'][label])
+            assert result['steps'] - 1 <= step <= result['steps'], (result['_folder'], step)
+            assert result['reproduced'] == round(value, report.DECIMALS), (
+                result['_folder'], result['reproduced'], value)
+            checked += 1
+    assert checked >= 15
+
+
 # --- the figures come from the event files: what the scripts printed last --------------------
 
 def test_the_figures_are_the_last_printed_ones(quick_run):
