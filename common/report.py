@@ -381,8 +381,10 @@ def table_row(results):
     r = results[0]
     values = [x['reproduced'] for x in results]
     mean = statistics.mean(values)
-    shown = _fmt(mean) if len(values) == 1 else '%.4f ± %.4f (%d seeds)' % (
-        mean, statistics.stdev(values), len(values))
+    # "seeds" only when every run had one: an unseeded run beside seeded ones makes them "runs"
+    unit = 'seeds' if all(x.get('seed') is not None for x in results) else 'runs'
+    shown = _fmt(mean) if len(values) == 1 else '%.4f ± %.4f (%d %s)' % (
+        mean, statistics.stdev(values), len(values), unit)
     if r['name'] == 'mlp_grid':
         shown += ' best; above 0.80: %s' % (', '.join(r.get('above_80', [])) or 'none')
     diff = '—' if r['reported'] is None else '%+.4f' % (mean - r['reported'])

@@ -145,6 +145,17 @@ def test_publish_copies_finished_full_runs_with_curves_and_rebuilds_results_md(q
     assert 'Not yet run at full length: cnn_mnist, summaries_1k, summaries_20k, mlp,' in table
 
 
+def test_a_row_says_seeds_only_when_every_run_had_one():
+    """mean ± std over seeded runs says "seeds"; with an unseeded run among them, "runs"."""
+    def result(value, seed):
+        return dict(name='case2', reported=0.815, reported_text='0.815', reproduced=value,
+                    steps=10000, wall_seconds=60.0, hardware='h', seed=seed)
+    seeded = [result(0.79, 0), result(0.80, 1)]
+    assert report.table_row(seeded)[2] == '0.7950 ± 0.0071 (2 seeds)'
+    assert report.table_row([result(0.80, None)] + seeded)[2] == '0.7967 ± 0.0058 (3 runs)'
+    assert report.table_row([result(0.80, None)])[2] == '0.8000'
+
+
 def test_the_committed_results_md_is_what_run_all_generates():
     path = os.path.join(REPO, 'results', 'RESULTS.md')
     assert open(path).read() == report.results_markdown(), (
