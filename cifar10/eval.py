@@ -27,6 +27,7 @@ import tensorflow as tf
 from cifar10 import inputs
 from cifar10 import model
 from cifar10 import trainer
+from common import checkpoints
 from common import config as config_lib
 from common import data
 from common import training
@@ -60,23 +61,23 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
     """Evaluates one checkpoint on exactly num_examples examples.
 
     variables: the saver's variables by checkpoint name, checked against the checkpoint first
-    (training.CheckpointMismatchError for a checkpoint of another model).
+    (checkpoints.CheckpointMismatchError for a checkpoint of another model).
     Returns the precision @ 1, or None when the checkpoint vanished before it was restored.
     """
-    global_step = training.checkpoint_global_step(ckpt_path)
+    global_step = checkpoints.step_of(ckpt_path)
     with tf.compat.v1.Session(config=config) as sess:
         try:
             if variables is not None:
-                training.check_checkpoint(ckpt_path, variables, 'the model evaluated')
+                checkpoints.check_checkpoint(ckpt_path, variables, 'the model evaluated')
             saver.restore(sess, ckpt_path)
         except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
                 tf.errors.DataLossError, ValueError) as e:
             if tf.io.gfile.exists(ckpt_path + '.index'):  # there, but not this model's
-                raise training.CheckpointMismatchError(
+                raise checkpoints.CheckpointMismatchError(
                     'the checkpoint %s does not match the model evaluated (%s)'
-                    % (ckpt_path, training.first_line(e))) from None
+                    % (ckpt_path, checkpoints.first_line(e))) from None
             print('%s: checkpoint %s is gone (rotated away?), skipped: %s'
-                  % (datetime.datetime.now(), ckpt_path, training.first_line(e)), flush=True)
+                  % (datetime.datetime.now(), ckpt_path, checkpoints.first_line(e)), flush=True)
             return None
         coord = tf.compat.v1.train.Coordinator()
         threads = tf.compat.v1.train.start_queue_runners(sess=sess, coord=coord)
@@ -105,7 +106,8 @@ def wait_for_checkpoint(config):
     unless run_once."""
     said_waiting = False
     while True:
-        ckpt_path = tf.train.latest_checkpoint(config.checkpoint_dir)
+        ckpt_path = checkpoints.latest(config.checkpoint_dir,
+                                       where='--checkpoint_dir=%s' % config.checkpoint_dir)
         if ckpt_path is not None:
             return ckpt_path
         if config.run_once:
@@ -126,9 +128,16 @@ def evaluate(config, given=()):
         raise data.DataError('--num_examples=%d is more than the %d examples of --eval_data=%s'
                              % (config.num_examples, EVAL_RECORDS[config.eval_data],
                                 config.eval_data))
+    checkpoints.check_folder(config.checkpoint_dir, 'checkpoint_dir')
+    with checkpoints.hold(config.eval_dir, 'eval_dir'):  # its one writer
+        evaluate_checkpoints(config, given)
+
+
+def evaluate_checkpoints(config, given):
+    """evaluate's loop, in the --eval_dir it holds."""
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     ckpt_path = wait_for_checkpoint(config)
-    config = dataclasses.replace(config, model=trainer.Model(**training.take_model_flags(
+    config = dataclasses.replace(config, model=trainer.Model(**checkpoints.take_model_flags(
         config.checkpoint_dir, config.model.as_dict(), given)))
     session = tf.compat.v1.ConfigProto()
     session.gpu_options.allow_growth = True  # leave the card's memory to the trainer beside us
@@ -141,7 +150,6 @@ def evaluate(config, given=()):
         variables = model.variables_to_restore()
         saver = tf.compat.v1.train.Saver(variables)
         summary_op = tf.compat.v1.summary.merge_all()
-        os.makedirs(config.eval_dir, exist_ok=True)
         summary_writer = tf.compat.v1.summary.FileWriter(config.eval_dir, g)
         last_evaluated = None
         try:
@@ -153,7 +161,7 @@ def evaluate(config, given=()):
                 if config.run_once:
                     break
                 time.sleep(config.eval_interval_secs)
-                ckpt_path = tf.train.latest_checkpoint(config.checkpoint_dir) or last_evaluated
+                ckpt_path = checkpoints.latest(config.checkpoint_dir) or last_evaluated
         finally:
             summary_writer.close()
 

@@ -43,6 +43,7 @@ import tensorflow as tf
 from cifar10 import inputs
 from cifar10 import model
 from cifar10 import trainer
+from common import checkpoints
 from common import config as config_lib
 from common import data
 from common import serving
@@ -149,14 +150,16 @@ def predict(config, paths, given=()):
     given: the model flags given on the command line (the others are the trainer's).
     Returns how many files failed."""
     logging.set_verbosity(logging.ERROR)  # TensorFlow's INFO and deprecation lines: ours say it
+    if config.export_dir:
+        checkpoints.check_folder(config.export_dir, 'export_dir')
     ckpt_path = serving.checkpoint_to_use(config.checkpoint, config.checkpoint_dir,
                                           'checkpoint_dir', TRAINERS)
     where = ('--checkpoint=%s' % ckpt_path if config.checkpoint
              else '--checkpoint_dir=%s' % config.checkpoint_dir)
-    config = dataclasses.replace(config, model=trainer.Model(**training.take_model_flags(
+    config = dataclasses.replace(config, model=trainer.Model(**checkpoints.take_model_flags(
         os.path.dirname(ckpt_path), config.model.as_dict(), given, where)))
     class_names, batches_dir = class_names_from_data(config.data_dir)
-    step = training.checkpoint_global_step(ckpt_path)
+    step = checkpoints.step_of(ckpt_path)
     with tf.Graph().as_default():
         classifier, variables = build_classifier(class_names, config.model.use_fp16,
                                                  config.model.conv21)

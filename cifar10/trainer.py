@@ -11,6 +11,7 @@ saved flags), build the graph under the graph-level seed, and train in `training
 resume, checkpoints, summaries, the step log line and the divergence check.
 """
 
+import contextlib
 import dataclasses
 
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
@@ -18,6 +19,7 @@ import tensorflow as tf
 
 from cifar10 import model as model_lib
 from cifar10 import towers
+from common import checkpoints
 from common import cluster
 from common import config as config_lib
 from common import data
@@ -61,7 +63,8 @@ class Config:
     data_dir: str = data_dir_flag()
     batch_size: int = batch_size_flag()
     model: Model = Model()
-    max_steps: int = config_lib.flag(1000000, 'Number of batches to run.', lower_bound=0)
+    max_steps: int = config_lib.flag(1000000, 'Number of batches to run (a run already at this '
+                                               'step, or 0: nothing to do).', lower_bound=0)
     num_gpus: int = 1  # multi_gpu_train.py's --num_gpus
     log_device_placement: bool = config_lib.flag(False, 'Whether to log device placement.')
     log_frequency: int = config_lib.flag(10, 'How often to log results to the console.',
@@ -153,7 +156,7 @@ def training_session(config, loss, session, num_towers=1, summary_op=None, cl=No
     (default: a new one).
     """
     is_chief = cl is None or cl.task_index == 0
-    scaffold = tf.compat.v1.train.Scaffold(summary_op=summary_op)
+    scaffold = training.scaffold(summary_op)
     hooks = [tf.compat.v1.train.StopAtStepHook(last_step=config.max_steps),
              logger or step_logger(config, loss, num_towers, tower_losses)]
     master = ''
@@ -183,15 +186,14 @@ def run_training(config, train_op, losses, session, summary_op=None, cl=None, se
                  sync=None):
     """The training loop: runs train_op in a training_session until the global step reaches
     max_steps. losses: every tower's loss (the last one is logged). Raises
-    training.DivergedError on a NaN or Inf loss, and training.CheckpointMismatchError when the
+    training.DivergedError on a NaN or Inf loss, and checkpoints.CheckpointMismatchError when the
     checkpoint in train_dir is not this model's."""
     local_steps = 0
     logger = step_logger(config, losses[-1], len(losses), losses)
-    latest = tf.train.latest_checkpoint(config.train_dir)
-    if latest and (cl is None or cl.task_index == 0):  # what the chief will restore
-        training.check_checkpoint(
-            latest, {v.op.name: v for v in tf.compat.v1.global_variables()}, 'this model',
-            '; use --fresh or another --train_dir')
+    if cl is None or cl.task_index == 0:  # what the chief will restore
+        latest = checkpoints.latest(config.train_dir)
+        if latest:
+            checkpoints.check_graph_variables(latest, '; use --fresh or another --train_dir')
     try:
         with training_session(config, losses[-1], session, len(losses), summary_op, cl,
                               server, sync, logger=logger) as mon_sess:
@@ -213,11 +215,11 @@ def run_training(config, train_op, losses, session, summary_op=None, cl=None, se
 
 def _raise_if_checkpoint_mismatch(train_dir, error):
     """Raises CheckpointMismatchError for a restore error of the checkpoint in train_dir."""
-    latest = tf.train.latest_checkpoint(train_dir)
+    latest = checkpoints.latest(train_dir)
     if latest and 'checkpoint' in str(error).lower():
-        raise training.CheckpointMismatchError(
+        raise checkpoints.CheckpointMismatchError(
             'the checkpoint %s does not match this model (%s); use --fresh or another '
-            '--train_dir' % (latest, training.first_line(error))) from None
+            '--train_dir' % (latest, checkpoints.first_line(error))) from None
 
 
 def run(config, record, build_graph, multi_tower=False):
@@ -230,17 +232,23 @@ def run(config, record, build_graph, multi_tower=False):
     With multi_tower the graph is built on the CPU and the towers go to their devices.
     """
     cl = cluster.join(config.cluster)  # a ps task serves its variables here, never returning
+    is_chief = cl is None or cl.task_index == 0
+    if cl is None and not config.fresh:  # a finished run: one line, nothing written
+        checkpoints.check_done(config.train_dir, config.max_steps, 'max_steps')
+    if is_chief:
+        checkpoints.check_folder(config.train_dir, 'train_dir')
     devices, session = session_config(config, multi_tower)
     server = cluster.worker_server(cl, session)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
-    if cl is None or cl.task_index == 0:  # the chief starts train_dir
-        training.start_run_dir(config.train_dir, config.fresh, record,
-                               config.model.as_dict())
     sync = cluster.SyncReplicas(cl) if cl is not None and config.cluster.sync_replicas else None
-    # Tower devices carry no job: in a cluster the replica device setter completes them with
-    # this worker, and sends the variables (pinned to /cpu:0) to the ps tasks.
-    with training.seeded_graph(config.seed), \
-            cluster.graph_device(cl, '/cpu:0' if multi_tower else None):
-        train_op, losses, summary_op = build_graph(config, batches_dir, devices,
-                                                   sync.wrap if sync else None)
-        run_training(config, train_op, losses, session, summary_op, cl, server, sync)
+    # The chief holds train_dir (one writer) while it trains; the other workers write nothing.
+    with (training.start_run_dir(config.train_dir, 'train_dir', config.fresh, record,
+                                 config.model.as_dict()) if is_chief
+          else contextlib.nullcontext()):
+        # Tower devices carry no job: in a cluster the replica device setter completes them
+        # with this worker, and sends the variables (pinned to /cpu:0) to the ps tasks.
+        with training.seeded_graph(config.seed), \
+                cluster.graph_device(cl, '/cpu:0' if multi_tower else None):
+            train_op, losses, summary_op = build_graph(config, batches_dir, devices,
+                                                       sync.wrap if sync else None)
+            run_training(config, train_op, losses, session, summary_op, cl, server, sync)

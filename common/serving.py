@@ -24,8 +24,8 @@ import tempfile
 
 import tensorflow as tf
 
+from common import checkpoints
 from common import summaries
-from common import training
 
 TOP_K = 3
 IMAGE_FORMATS = 'a PNG, JPEG, BMP, GIF or WebP image'
@@ -207,17 +207,18 @@ def export_saved_model(sess, classifier, export_dir, version):
 def checkpoint_to_use(checkpoint, checkpoint_dir, dir_flag, expected):
     """The checkpoint to restore: `checkpoint` (the --checkpoint flag) when given, else the
     latest in checkpoint_dir (named --<dir_flag> in errors). expected: what the folder should
-    hold, for the error. Raises training.CheckpointMismatchError when there is none."""
+    hold, for the error. Raises checkpoints.CheckpointMismatchError when there is none."""
     if checkpoint:
         if not tf.io.gfile.exists(checkpoint + '.index'):
-            raise training.CheckpointMismatchError(
+            raise checkpoints.CheckpointMismatchError(
                 '--checkpoint=%s: no such checkpoint (expected the path of a checkpoint without '
                 'its .index or .data suffix, e.g. %s/model.ckpt-1000)'
                 % (checkpoint, checkpoint_dir.rstrip('/')))
         return checkpoint
-    latest = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
-    if latest is None or not tf.io.gfile.exists(latest + '.index'):
-        raise training.CheckpointMismatchError(
+    checkpoints.check_folder(checkpoint_dir, dir_flag)
+    latest = checkpoints.latest(checkpoint_dir, where='--%s=%s' % (dir_flag, checkpoint_dir))
+    if latest is None:
+        raise checkpoints.CheckpointMismatchError(
             'no checkpoint in --%s=%s (expected the model.ckpt-N files of %s)'
             % (dir_flag, checkpoint_dir, expected))
     return latest
@@ -225,15 +226,15 @@ def checkpoint_to_use(checkpoint, checkpoint_dir, dir_flag, expected):
 
 def restore(sess, ckpt_path, variables, model_name, hint=''):
     """Restores variables (a dict: name in the checkpoint -> variable) from ckpt_path. Raises
-    training.CheckpointMismatchError, in one line, for a checkpoint of another model or one
+    checkpoints.CheckpointMismatchError, in one line, for a checkpoint of another model or one
     that cannot be read."""
-    training.check_checkpoint(ckpt_path, variables, model_name, hint)
+    checkpoints.check_checkpoint(ckpt_path, variables, model_name, hint)
     try:
         tf.compat.v1.train.Saver(variables).restore(sess, ckpt_path)
     except (tf.errors.OpError, ValueError) as e:
-        raise training.CheckpointMismatchError('the checkpoint %s cannot be restored into %s '
-                                               '(%s)%s' % (ckpt_path, model_name,
-                                                           training.first_line(e), hint)) from None
+        raise checkpoints.CheckpointMismatchError(
+            'the checkpoint %s cannot be restored into %s (%s)%s'
+            % (ckpt_path, model_name, checkpoints.first_line(e), hint)) from None
 
 
 def classify_and_export(sess, classifier, paths, export_dir, version):

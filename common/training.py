@@ -1,10 +1,9 @@
 """What the training scripts share: the step log line, the divergence check, the run
-directory's start (resume, --fresh, the saved flags of each run, the graph-level seed), the
-checkpoint checks and the one-line errors of every script's main."""
+directory's start (common/checkpoints.py's writer: one writer, resume, --fresh; the saved flags
+of each run; the graph-level seed) and the one-line errors of every script's main."""
 
 import contextlib
 import datetime
-import glob
 import json
 import os
 import re
@@ -16,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
+from common import checkpoints
 from common import config
 from common import data
 from common import provenance
@@ -99,6 +99,21 @@ class FiniteCheckpointGuard(tf.compat.v1.train.CheckpointSaverListener):
             raise DivergedError(global_step_value, 'NaN or Inf in the variables')
 
 
+class _CheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
+    """TensorFlow's hook, except that a resumed session does not write again the checkpoint
+    it was restored from (the hook saves the step a session starts at)."""
+
+    def begin(self):
+        super().begin()
+        latest = checkpoints.latest(self._checkpoint_dir)
+        self._restored_step = checkpoints.step_of(latest) if latest else None
+
+    def _save(self, session, step):
+        if step == self._restored_step:
+            return False
+        return super()._save(session, step)
+
+
 def checkpoint_saver_hook(checkpoint_dir, save_steps, scaffold=None):
     """A CheckpointSaverHook (every save_steps and at the end) behind a FiniteCheckpointGuard.
 
@@ -106,9 +121,8 @@ def checkpoint_saver_hook(checkpoint_dir, save_steps, scaffold=None):
     save_checkpoint_steps=None and save_checkpoint_secs=None: its own saver would run before
     every other hook and save the step that diverged.
     """
-    return tf.compat.v1.train.CheckpointSaverHook(
-        checkpoint_dir, save_steps=save_steps, scaffold=scaffold,
-        listeners=[FiniteCheckpointGuard()])
+    return _CheckpointSaverHook(checkpoint_dir, save_steps=save_steps, scaffold=scaffold,
+                                listeners=[FiniteCheckpointGuard()])
 
 
 class StepLoggerHook(tf.compat.v1.train.SessionRunHook):
@@ -161,23 +175,6 @@ class StepLoggerHook(tf.compat.v1.train.SessionRunHook):
                                      duration / self._num_towers), flush=True)
 
 
-def prepare_train_dir(train_dir, fresh):
-    """Creates train_dir. With fresh=True an existing train_dir is moved aside, never deleted.
-
-    Returns the latest checkpoint to resume from, or None.
-    """
-    if fresh and os.path.isdir(train_dir) and os.listdir(train_dir):
-        aside = '%s.old-%s' % (train_dir.rstrip('/'),
-                               datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
-        os.rename(train_dir, aside)
-        print('Moved the previous %s aside to %s' % (train_dir, aside), flush=True)
-    os.makedirs(train_dir, exist_ok=True)
-    latest = tf.train.latest_checkpoint(train_dir)
-    if latest:
-        print('Resuming from %s (use --fresh to start over)' % latest, flush=True)
-    return latest
-
-
 def flags_record(flag_values):
     """What a run saves of its command line (call it in main): the script, argv, and this
     project's flags with their effective values."""
@@ -200,17 +197,29 @@ def save_flags(train_dir, record):
     return path
 
 
-def start_run_dir(run_dir, fresh, record, model_flags=None):
-    """The start of every run's folder: with model_flags ({name: value}, the flags that change
-    the model's variables) a checkpoint trained with other values is refused before anything
-    is written or moved (CheckpointMismatchError); then --fresh moves the folder aside, or
-    its latest checkpoint is announced for resuming; the run's flags_record is saved.
-    Returns the latest checkpoint to resume from, or None."""
+@contextlib.contextmanager
+def start_run_dir(run_dir, flag, fresh, record, model_flags=None):
+    """The start of every trainer's run folder (--<flag>=run_dir), held while the run trains:
+    with model_flags ({name: value}, the flags that change the model's variables) a
+    checkpoint trained with other values is refused before anything is written or moved
+    (CheckpointMismatchError); then the folder is opened for writing (checkpoints.open_writer:
+    one writer, --fresh moves it aside, the latest checkpoint announced for resuming) and the
+    run's flags_record saved. Yields the latest checkpoint to resume from, or None."""
+    checkpoints.check_folder(run_dir, flag)
     if model_flags and not fresh:
-        check_model_flags(run_dir, model_flags)
-    latest = prepare_train_dir(run_dir, fresh)
-    save_flags(run_dir, record)
-    return latest
+        checkpoints.check_model_flags(run_dir, model_flags)
+    with checkpoints.open_writer(run_dir, flag, fresh) as latest:
+        save_flags(run_dir, record)
+        yield latest
+
+
+def scaffold(summary_op=None):
+    """The Scaffold of a MonitoredTrainingSession that resumes and checkpoints a run folder:
+    its saver (checkpoints.Saver, sharded as the Scaffold's own) writes paths relative to the
+    folder and reports a checkpoint it cannot write in one line. Build it after the model."""
+    return tf.compat.v1.train.Scaffold(
+        summary_op=summary_op,
+        saver=checkpoints.saver(sharded=True, allow_empty=True, max_to_keep=5))
 
 
 @contextlib.contextmanager
@@ -222,127 +231,9 @@ def seeded_graph(seed=None):
         yield graph
 
 
-def latest_saved_run(train_dir):
-    """The newest run record saved in train_dir by save_flags (a dict: 'script', 'argv',
-    'flags', ...), and its file; (None, None) when there is none."""
-    paths = sorted(glob.glob(os.path.join(train_dir, 'flags-*.json')))
-    for path in reversed(paths):
-        try:
-            with open(path) as f:
-                record = json.load(f)
-            if isinstance(record, dict) and isinstance(record.get('flags'), dict):
-                return record, path
-        except (OSError, ValueError):
-            continue
-    return None, None
-
-
-def latest_saved_flags(train_dir):
-    """The flags of the newest run saved in train_dir (a dict), and the file; (None, None)
-    when there is none."""
-    record, path = latest_saved_run(train_dir)
-    return (record['flags'], path) if record else (None, None)
-
-
-def take_model_flags(checkpoint_dir, values, given, where=None):
-    """The model flags for a script that uses a trained model (eval.py, predict.py): those
-    not given on the command line (`given`: their names) take the values the trainer saved in
-    checkpoint_dir, saying so in one line. values: {name: value} as parsed. Returns the new
-    {name: value}. Raises CheckpointMismatchError for a model flag given with another value
-    than the trainer's. where: how the error names the folder (default
-    '--checkpoint_dir=<checkpoint_dir>')."""
-    saved, path = latest_saved_flags(checkpoint_dir)
-    values = dict(values)
-    if saved is None:
-        return values
-    where = where or '--checkpoint_dir=%s' % checkpoint_dir
-    taken = []
-    for name in values:
-        if name not in saved:
-            continue
-        if name in given and values[name] != saved[name]:
-            raise CheckpointMismatchError(
-                '--%s=%s, but the checkpoints in %s were trained with --%s=%s (%s)'
-                % (name, values[name], where, name, saved[name], os.path.basename(path)))
-        if name not in given:
-            values[name] = saved[name]
-            taken.append('--%s=%s' % (name, saved[name]))
-    if taken:
-        print('Model flags from the trainer\'s %s: %s' % (path, ' '.join(taken)), flush=True)
-    return values
-
-
-def checkpoint_global_step(ckpt_path):
-    """The global step a checkpoint was saved at: from its name, else from its variables."""
-    match = re.search(r'-(\d+)$', ckpt_path)
-    if match:
-        return int(match.group(1))
-    return int(tf.train.load_variable(ckpt_path, 'global_step'))
-
-
-# What TensorFlow puts around an error's own line: Saver.restore's guess ('Restoring from
-# checkpoint failed. This is most likely due to a Variable name ... Original error:'), then a
-# graph execution error's header, the traceback of the node (indented) and its name.
-_RESTORE_WRAPPER = 'Original error:'
-_FRAMING = ('Graph execution error', 'Detected at node', 'Node: ')
-
-
-def first_line(error):
-    """The first meaningful line of a TensorFlow error's message: the error itself, not
-    Saver.restore's guess at its cause nor the node's traceback."""
-    text = str(error)
-    if _RESTORE_WRAPPER in text:
-        text = text.split(_RESTORE_WRAPPER, 1)[1]
-    for line in text.splitlines():
-        if line.strip() and not line[0].isspace() and not line.startswith(_FRAMING):
-            return line.strip()
-    return type(error).__name__
-
-
-class CheckpointMismatchError(Exception):
-    """A checkpoint of another model (or not a checkpoint): reported in one line."""
-
-
-def check_checkpoint(ckpt_path, variables, model_name, hint=''):
-    """Raises CheckpointMismatchError unless the checkpoint holds each of `variables` (a dict
-    name -> variable, as its Saver names them) with the variable's shape; a restore would not
-    notice a shape that differs (the variable takes the checkpoint's) and the model would fail
-    later, in a matrix product. A checkpoint whose files are gone raises NotFoundError."""
-    try:
-        shapes = tf.train.load_checkpoint(ckpt_path).get_variable_to_shape_map()
-    except tf.errors.DataLossError as e:
-        raise CheckpointMismatchError('the checkpoint %s cannot be read (%s)%s'
-                                      % (ckpt_path, first_line(e), hint)) from None
-    for name, var in sorted(variables.items()):
-        if name not in shapes:
-            problem = '%s is not in it' % name
-        elif list(shapes[name]) != var.shape.as_list():
-            problem = '%s has shape %s there, %s here' % (name, list(shapes[name]),
-                                                          var.shape.as_list())
-        else:
-            continue
-        raise CheckpointMismatchError('the checkpoint %s does not match %s (%s)%s'
-                                      % (ckpt_path, model_name, problem, hint))
-
-
-def check_model_flags(train_dir, values):
-    """Before resuming train_dir: raises CheckpointMismatchError if it holds a checkpoint
-    trained with other values of the model flags than `values` ({name: value})."""
-    if not tf.train.latest_checkpoint(train_dir):
-        return
-    saved, path = latest_saved_flags(train_dir)
-    for name, value in values.items():
-        if saved is not None and name in saved and saved[name] != value:
-            raise CheckpointMismatchError(
-                'the checkpoint in %s was trained with --%s=%s (%s), this run has --%s=%s; '
-                'give --%s=%s, or --fresh or another directory to start over'
-                % (train_dir, name, saved[name], os.path.basename(path), name, value, name,
-                   saved[name]))
-
-
 def diverged_message(error, run_dir, learning_rate_flag):
     """The one line a diverged run ends with: the step, the checkpoint kept, what to try."""
-    latest = tf.train.latest_checkpoint(run_dir) if run_dir else None
+    latest = checkpoints.latest(run_dir) if run_dir and os.path.isdir(run_dir) else None
     if latest:
         kept = 'the last checkpoint, %s, is kept (finite, written before step %d)' % (
             latest, error.step)
@@ -364,7 +255,11 @@ def main_for(main_fn, run_dir_flag=None, learning_rate_flag=None, errors=(),
     def main(argv):
         try:
             status = main_fn(argv)
-        except (data.DataError, CheckpointMismatchError) + tuple(errors) as e:
+        except checkpoints.NothingToDo as e:
+            print(e, flush=True)
+            return
+        except (data.DataError, checkpoints.CheckpointMismatchError, checkpoints.RunDirError,
+                checkpoints.CheckpointWriteError) + tuple(errors) as e:
             sys.exit('error: %s' % e)
         except DivergedError as e:
             sys.exit(diverged_message(e, run_dir(), learning_rate_flag))

@@ -24,6 +24,7 @@ import numpy as np
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
+from common import checkpoints
 from common import config as config_lib
 from common import entry
 from common import summaries
@@ -44,7 +45,8 @@ class Config:
         '/tmp/mnist_convnet_model',
         'Where checkpoints and event files go (re-running resumes from it).')
     fresh: bool = config_lib.flag(False, 'Move an existing --model_dir aside and start over.')
-    train_steps: int = config_lib.flag(20000, 'Number of training steps.', lower_bound=0)
+    train_steps: int = config_lib.flag(20000, 'Number of training steps (a run already at this '
+                                                'step, or 0: nothing to do).', lower_bound=0)
     batch_size: int = config_lib.flag(100, 'Training batch size.', lower_bound=1)
     learning_rate: float = config_lib.flag(0.001, 'Gradient descent learning rate.',
                                            lower_bound=0.0)
@@ -184,6 +186,7 @@ def training_session(config, model, session_config=None):
     loss for NaN and Inf, checkpoints every 1,000 steps and at the end (never after a bad loss,
     never non-finite variables) and writes summaries every 100. session_config: a ConfigProto
     or None."""
+    scaffold = training.scaffold()
     hooks = [
         tf.compat.v1.train.StopAtStepHook(last_step=config.train_steps),
         tf.compat.v1.train.LoggingTensorHook({'probabilities': model.probabilities},
@@ -191,10 +194,10 @@ def training_session(config, model, session_config=None):
         tf.compat.v1.train.LoggingTensorHook({'loss': model.loss, 'step': model.global_step},
                                              every_n_iter=100),
         FiniteLossHook(model.loss),
-        training.checkpoint_saver_hook(config.model_dir, save_steps=1000),  # after the check
+        training.checkpoint_saver_hook(config.model_dir, 1000, scaffold),  # after the check
     ]
     return tf.compat.v1.train.MonitoredTrainingSession(
-        checkpoint_dir=config.model_dir, hooks=hooks, save_checkpoint_steps=None,
+        checkpoint_dir=config.model_dir, scaffold=scaffold, hooks=hooks, save_checkpoint_steps=None,
         save_checkpoint_secs=None, save_summaries_steps=100, log_step_count_steps=100,
         config=session_config)
 
@@ -203,7 +206,7 @@ def train_input(config, mnist):
     """The training batches of a run starting at the latest checkpoint of config.model_dir.
     As the Estimator called the input_fn again, a resumed run starts a new queue at a new
     random row (with a seed: a seed of its own, from config.seed and the step it starts at)."""
-    latest = tf.train.latest_checkpoint(config.model_dir)
+    latest = checkpoints.latest(config.model_dir)
     start = int(tf.train.load_checkpoint(latest).get_tensor('global_step')) if latest else 0
     seed = None if config.seed is None else [config.seed % (1 << 63), start]
     return ShuffleQueueInput(mnist.train.images, mnist.train.labels, seed=seed)
@@ -218,14 +221,12 @@ def train_step(sess, model, batches, batch_size):
 
 def train(config, model, mnist, session_config=None):
     """Trains to config.train_steps, resuming from config.model_dir; logs as the Estimator
-    did. Raises training.CheckpointMismatchError when the folder holds another model's
+    did. Raises checkpoints.CheckpointMismatchError when the folder holds another model's
     checkpoint."""
     start = time.time()
-    latest = tf.train.latest_checkpoint(config.model_dir)
+    latest = checkpoints.latest(config.model_dir)
     if latest:
-        training.check_checkpoint(
-            latest, {v.op.name: v for v in tf.compat.v1.global_variables()}, 'this model',
-            '; use --fresh or another --model_dir')
+        checkpoints.check_graph_variables(latest, '; use --fresh or another --model_dir')
     batches = train_input(config, mnist)
     with training_session(config, model, session_config) as sess:
         while not sess.should_stop():
@@ -238,7 +239,7 @@ def evaluate(model, mnist, model_dir, session_config=None):
     returns a dict and writes them as summaries to model_dir/eval."""
     saver = tf.compat.v1.train.Saver()
     with tf.compat.v1.Session(config=session_config) as sess:
-        saver.restore(sess, tf.train.latest_checkpoint(model_dir))
+        saver.restore(sess, checkpoints.latest(model_dir))
         accuracy, loss = input_data.evaluate(sess, model.correct, model.loss, model.images,
                                              model.labels, mnist.test)
         step = sess.run(model.global_step)
@@ -253,7 +254,8 @@ def evaluate(model, mnist, model_dir, session_config=None):
 def run(config, record):
     """Trains (or resumes) in config.model_dir, evaluates, prints the Estimator's result dict.
     record: the run's training.flags_record, saved in model_dir."""
-    with input_data.training_run(config, config.model_dir, record, VALIDATION_SIZE) as mnist:
+    with input_data.training_run(config, config.model_dir, 'model_dir', config.train_steps,
+                                 'train_steps', record, VALIDATION_SIZE) as mnist:
         model = Model(config.learning_rate)
         session_config = training.set_precision(tf.compat.v1.ConfigProto(), config.precision)
         train(config, model, mnist, session_config)

@@ -37,7 +37,8 @@ VALIDATION_SIZE = 0
 @dataclasses.dataclass(frozen=True)
 class Config:
     """A deep_cnn run: its flags."""
-    max_steps: int = config_lib.flag(10000, 'Number of training batches.', lower_bound=0)
+    max_steps: int = config_lib.flag(10000, 'Number of training batches (a run already at this '
+                                              'step, or 0: nothing to do).', lower_bound=0)
     batch_size: int = config_lib.flag(100, 'Training batch size.', lower_bound=1)
     precision: str = training.precision_flag()
     log_dir: str = config_lib.flag('/tmp/mnist_deep_cnn', 'Summaries and checkpoint directory.')
@@ -180,7 +181,8 @@ def train(config, mnist):
 def run(config, record):
     """Trains (or resumes) in config.log_dir on all 60,000 training images, as Görner did.
     record: the run's training.flags_record, saved in log_dir."""
-    with input_data.training_run(config, config.log_dir, record, VALIDATION_SIZE) as mnist:
+    with input_data.training_run(config, config.log_dir, 'log_dir', config.max_steps,
+                                 'max_steps', record, VALIDATION_SIZE) as mnist:
         train(config, mnist)
 
 

@@ -25,6 +25,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from common import checkpoints
 from common import data
 from common import config as config_lib
 from common import training
@@ -136,18 +137,24 @@ def read_data_sets(data_dir, fake_data=False, seed=None, scale=True, reshape=Tru
 
 
 @contextlib.contextmanager
-def training_run(config, run_dir, record, validation_size, **kwargs):
-    """The start of an MNIST trainer's run, the same in each: the data sets read from
-    config.data_dir (batches shuffled with config.seed; kwargs go to read_data_sets), run_dir
-    started (training.start_run_dir: --fresh, resume, the run's saved flags `record`), then a
-    new default graph with config.seed as its random seed. Yields the DataSets.
+def training_run(config, run_dir, run_dir_flag, steps, steps_flag, record, validation_size,
+                 **kwargs):
+    """The start of an MNIST trainer's run, the same in each: a finished run (its latest
+    checkpoint at --<steps_flag>=steps) stops here with one line (checkpoints.NothingToDo),
+    nothing read or written; the data sets read from config.data_dir (batches shuffled with
+    config.seed; kwargs go to read_data_sets); --<run_dir_flag>=run_dir held for writing while
+    the block runs (training.start_run_dir: one writer, --fresh, resume, the run's saved flags
+    `record`); a new default graph with config.seed as its random seed. Yields the DataSets.
 
     Raises data.DataError for missing or corrupt data, before run_dir is touched."""
+    if not config.fresh:
+        checkpoints.check_done(run_dir, steps, steps_flag)
+    checkpoints.check_folder(run_dir, run_dir_flag)
     mnist = read_data_sets(config.data_dir, seed=config.seed, validation_size=validation_size,
                            **kwargs)
-    training.start_run_dir(run_dir, config.fresh, record)
-    with training.seeded_graph(config.seed):
-        yield mnist
+    with training.start_run_dir(run_dir, run_dir_flag, config.fresh, record):
+        with training.seeded_graph(config.seed):
+            yield mnist
 
 
 def evaluate(sess, correct, loss, images, labels, dataset, batch_size=1000):
@@ -213,24 +220,22 @@ class Checkpoints(object):
         self.input_state = InputState(train_set)
         self._guard = training.FiniteCheckpointGuard()
         self._guard.begin()
-        self._saver = tf.compat.v1.train.Saver()
+        self._saver = checkpoints.saver()
 
     def restore_or_initialize(self, sess):
         """Restores the latest checkpoint of run_dir (and the input stream), or initialises
         every variable when there is none. Returns the step to start from.
 
-        Raises training.CheckpointMismatchError for a checkpoint of another model."""
-        latest = tf.train.latest_checkpoint(self.run_dir)
+        Raises checkpoints.CheckpointMismatchError for a checkpoint of another model."""
+        latest = checkpoints.latest(self.run_dir)
         if not latest:
             sess.run(tf.compat.v1.global_variables_initializer())
             return 0
-        training.check_checkpoint(
-            latest, {v.op.name: v for v in tf.compat.v1.global_variables()}, 'this model',
-            '; use --fresh or another %s' % self.run_dir_flag)
+        checkpoints.check_graph_variables(latest,
+                                          '; use --fresh or another %s' % self.run_dir_flag)
         self._saver.restore(sess, latest)
-        # keep rotating the killed run's checkpoints too (max_to_keep)
-        self._saver.recover_last_checkpoints(
-            tf.train.get_checkpoint_state(self.run_dir).all_model_checkpoint_paths)
+        # keep rotating the killed run's checkpoints too (max_to_keep), inside run_dir
+        checkpoints.recover(self._saver, self.run_dir)
         self.input_state.restore(sess)
         return int(sess.run(self.global_step))
 

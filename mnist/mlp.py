@@ -28,6 +28,7 @@ import numpy as np
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
+from common import checkpoints
 from common import config as config_lib
 from common import entry
 from common import summaries
@@ -254,7 +255,12 @@ def train(config):
 
 
 def main(_):
-    train(config_lib.from_flags(Config, FLAGS, 'mnist'))
+    config = config_lib.from_flags(Config, FLAGS, 'mnist')
+    if not config.log_dir:
+        train(config)
+        return
+    with checkpoints.hold(config.log_dir, 'log_dir'):  # its one writer
+        train(config)
 
 
 def _flags_parser(argv):

@@ -42,7 +42,8 @@ BATCH_SIZE = 100  # the tutorial's training batch (no flag)
 class Config:
     """An mnist_with_summaries run: its flags (the tutorial's names and defaults)."""
     fake_data: bool = config_lib.flag(False, 'If true, uses fake data for unit testing.')
-    max_steps: int = config_lib.flag(1000, 'Number of steps to run trainer.', lower_bound=0)
+    max_steps: int = config_lib.flag(1000, 'Number of steps to run trainer (a run already at this '
+                                             'step, or 0: nothing to do).', lower_bound=0)
     learning_rate: float = config_lib.flag(0.001, 'Initial learning rate', lower_bound=0.0)
     dropout: float = config_lib.flag(0.9, 'Keep probability for training dropout.',
                                      lower_bound=0.0, upper_bound=1.0)
@@ -209,7 +210,8 @@ def run(config, record):
     """Trains (or resumes) in config.log_dir on the 55,000 training images. record: the run's
     training.flags_record, saved in log_dir."""
     # The original deleted log_dir; re-running resumes, and --fresh moves it aside.
-    with input_data.training_run(config, config.log_dir, record, VALIDATION_SIZE,
+    with input_data.training_run(config, config.log_dir, 'log_dir', config.max_steps,
+                                 'max_steps', record, VALIDATION_SIZE,
                                  fake_data=config.fake_data) as mnist:
         train(config, mnist)
 

@@ -42,10 +42,10 @@ from absl import logging
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
+from common import checkpoints
 from common import config as config_lib
 from common import entry
 from common import serving
-from common import training
 from mnist import cnn_mnist
 from mnist import deep_cnn
 from mnist import mnist_with_summaries
@@ -131,24 +131,25 @@ def _variable_names(script):
 def detect_model(ckpt_path):
     """Which script trained the checkpoint: the 'script' of the newest flags file in its folder,
     else the model all of whose variables the checkpoint holds. Returns (script, how it was
-    found). Raises training.CheckpointMismatchError when it is none of MODELS."""
+    found). Raises checkpoints.CheckpointMismatchError when it is none of MODELS."""
     folder = os.path.dirname(ckpt_path)
-    record, path = training.latest_saved_run(folder)
+    record, path = checkpoints.latest_saved_run(folder)
     if record is not None and record.get('script'):
         if record['script'] not in MODELS:
-            raise training.CheckpointMismatchError(
+            raise checkpoints.CheckpointMismatchError(
                 'the checkpoints in %s were written by %s (%s); expected those of %s'
                 % (folder, record['script'], os.path.basename(path), ', '.join(MODELS)))
         return record['script'], 'from %s' % path
     try:
         names = set(tf.train.load_checkpoint(ckpt_path).get_variable_to_shape_map())
     except (tf.errors.OpError, ValueError) as e:
-        raise training.CheckpointMismatchError('the checkpoint %s cannot be read (%s)'
-                                               % (ckpt_path, training.first_line(e))) from None
+        raise checkpoints.CheckpointMismatchError(
+            'the checkpoint %s cannot be read (%s)'
+            % (ckpt_path, checkpoints.first_line(e))) from None
     for script in MODELS:
         if _variable_names(script) <= names:
             return script, 'from the checkpoint\'s variable names'
-    raise training.CheckpointMismatchError(
+    raise checkpoints.CheckpointMismatchError(
         'the checkpoint %s holds none of the models of %s (no flags-*.json beside it, and its '
         'variables are not theirs)' % (ckpt_path, ', '.join(MODELS)))
 
@@ -157,10 +158,12 @@ def predict(config, paths):
     """Classifies the files (one line each), then exports when asked. Returns how many files
     failed."""
     logging.set_verbosity(logging.ERROR)  # TensorFlow's INFO and deprecation lines: ours say it
+    if config.export_dir:
+        checkpoints.check_folder(config.export_dir, 'export_dir')
     ckpt_path = serving.checkpoint_to_use(config.checkpoint, config.model_dir, 'model_dir',
                                           ', '.join(MODELS))
     script, found = detect_model(ckpt_path)
-    step = training.checkpoint_global_step(ckpt_path)
+    step = checkpoints.step_of(ckpt_path)
     with tf.Graph().as_default():
         classifier, variables = build_classifier(script, config.invert)
         with tf.compat.v1.Session() as sess:

@@ -18,6 +18,7 @@ from cifar10 import inputs
 from cifar10 import model
 from cifar10 import towers
 from cifar10 import trainer
+from common import checkpoints
 from common import data
 from common import training
 from conftest import default_sigint
@@ -604,16 +605,20 @@ def test_kill_9_mid_run_then_the_same_command_finishes(tmp_path, data_root):
     try:
         _wait_for_line(log, r': step (3[3-9]|[4-5]\d), loss', proc)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        assert proc.wait(timeout=30) == -signal.SIGKILL  # killed, not finished
     finally:
         if proc.poll() is None:
             proc.kill()
     last_logged = max(int(s) for s in re.findall(r': step (\d+), loss', log.read_text()))
+    left = checkpoints.step_of(checkpoints.latest(str(train_dir)))
+    assert 30 <= left < 60  # the first run died before --max_steps, past a checkpoint
     result = run_script('cifar10/multi_gpu_train.py', *args)
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = int(re.search(r'^Resuming from .*model\.ckpt-(\d+) ', result.stdout, re.M).group(1))
+    assert resumed == left  # from the checkpoint the first run left
     assert resumed >= last_logged - 10  # at most one checkpoint interval lost
-    assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-60')
+    assert int(re.findall(r': step (\d+), loss', result.stdout)[0]) > resumed
+    assert checkpoints.latest(str(train_dir)).endswith('model.ckpt-60')
 
 
 def test_the_evaluator_polls_beside_a_trainer_that_rotates_its_checkpoints(tmp_path, data_root):
