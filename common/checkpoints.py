@@ -102,8 +102,8 @@ def _state(run_dir):
 
 
 def resolve(run_dir, ckpt_path):
-    """The checkpoint ckpt_path (as a state file names it) inside run_dir: itself when it is
-    there, else the file of the same name in run_dir; None when neither exists."""
+    """The checkpoint ckpt_path (as a state file names it: relative, or absolute and perhaps
+    elsewhere) as the file of the same name inside run_dir; None when that is not there."""
     inside = os.path.join(run_dir, os.path.basename(ckpt_path))
     if _exists(inside):
         return inside
@@ -148,8 +148,13 @@ def step_of(ckpt_path):
 
 def check_done(run_dir, steps, steps_flag):
     """Raises NothingToDo when run_dir's latest checkpoint is at step `steps` or later
-    (--<steps_flag>=steps), or when steps is 0: rerunning a finished run writes nothing."""
+    (--<steps_flag>=steps), or when steps is 0: rerunning a finished run writes nothing. A
+    folder whose newest run was another script's is left to the model checks that follow."""
     ckpt = latest(run_dir) if os.path.isdir(run_dir) else None
+    if ckpt:
+        record, _ = latest_saved_run(run_dir)
+        if record and record.get('script') != os.path.basename(sys.argv[0]):
+            return
     step = step_of(ckpt) if ckpt else 0
     if step >= steps:
         raise NothingToDo('already at step %d of --%s=%d: nothing to do'

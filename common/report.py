@@ -261,18 +261,20 @@ def run_experiment(exp, run_dir, quick, seed, facts):
                                       stderr=subprocess.STDOUT, env=env,
                                       preexec_fn=_default_sigint)
         try:
-            for cmd in commands:
-                _run(cmd, log, env)
+            try:
+                for cmd in commands:
+                    _run(cmd, log, env)
+            finally:
+                if poller:  # stopped first: --eval_dir has one writer at a time
+                    poller.send_signal(signal.SIGINT)
+                    try:
+                        poller.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        poller.kill()
+                    poller_log.close()
             if final_eval:  # the last checkpoint, whether or not the poller reached it
                 _run(final_eval, log, env)
         finally:
-            if poller:
-                poller.send_signal(signal.SIGINT)
-                try:
-                    poller.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    poller.kill()
-                poller_log.close()
             wall = time.time() - start + _read_float(wall_path)
             with open(wall_path, 'w') as f:
                 f.write('%.1f\n' % wall)

@@ -1143,7 +1143,7 @@ def work(sweep, study, lock, stopping):
     return ran
 
 
-def summary(study):
+def summary(study, sweep_dir=None):
     """The table of a study, sorted by the figure, and the command of the best trial."""
     definition = study.user_attrs.get('sweep') or {}
     script = SCRIPTS.get(definition.get('script'))
@@ -1189,7 +1189,7 @@ def summary(study):
             best.number, what, _fmt(best.value, best.user_attrs.get('std'))))
         stub = Sweep(script, {}, [], definition['fixed'], definition['seeds'], 0, None, {})
         stub.eval_args = definition.get('eval_args', [])
-        rerun = os.path.join(study.user_attrs.get('sweep_dir', ''),
+        rerun = os.path.join(sweep_dir or study.user_attrs.get('sweep_dir', ''),
                              best.user_attrs.get('dir', 'trial') + '-rerun')
         for seed in best.user_attrs.get('seeds') or [None]:
             for cmd in commands(stub, rerun, best.params, seed):
@@ -1212,14 +1212,15 @@ def summary_main(sweep_dir, storage, study_name):
     if not storage and not os.path.exists(os.path.join(sweep_dir, 'study.db')):
         raise SweepError('--sweep_dir=%s: no study.db there (give the sweep\'s --sweep_dir or '
                          '--storage)' % sweep_dir)
-    storage, _ = connect(storage_url, '')
-    names = optuna.get_all_study_names(storage)
+    rdb, _ = connect(storage_url, '')
+    names = optuna.get_all_study_names(rdb)
     name = study_name or (names[0] if len(names) == 1 else None)
     if name not in names:
         raise SweepError('--study_name: expected one of %s in %s' % (
             ', '.join(names) or '(none)', storage_url))
-    study = optuna.load_study(study_name=name, storage=storage)
-    print(summary(study), end='')
+    study = optuna.load_study(study_name=name, storage=rdb)
+    # the folder given, not the one the sweep ran in: a sweep_dir moved elsewhere still reads
+    print(summary(study, None if storage else sweep_dir), end='')
 
 
 def run_sweep(sweep, storage, lock, stopping, prune_startup_trials, prune_warmup_steps):

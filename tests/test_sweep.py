@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -168,6 +169,16 @@ def test_the_table_at_the_end_and_with_summary(killed_and_resumed):
     again = _sweep('--summary', '--sweep_dir=' + sweep_dir, timeout=60)
     assert again.returncode == 0 and again.stdout == table[:len(again.stdout)]
     assert again.stdout.strip() == table.strip()
+    # the sweep's folder moved elsewhere: the same table, its commands in the new place
+    moved = sweep_dir + '-moved'
+    shutil.copytree(sweep_dir, moved)
+    os.rename(sweep_dir, sweep_dir + '-away')
+    try:
+        there = _sweep('--summary', '--sweep_dir=' + moved, timeout=60)
+    finally:
+        os.rename(sweep_dir + '-away', sweep_dir)
+    assert there.returncode == 0, there.stderr[-2000:]
+    assert there.stdout.strip() == table.strip().replace(sweep_dir, moved)
 
 
 def test_tensorboard_serves_the_sweeps_hparams(killed_and_resumed):
