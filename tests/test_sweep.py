@@ -243,7 +243,9 @@ def test_two_workers_share_one_study_and_run_no_trial_twice(tmp_path):
     for w, (out, err) in zip(workers, outputs):
         assert w.returncode == 0, out[-3000:] + err[-3000:]
     started = [re.findall(r'^trial (\d+): started', out, re.M) for out, _ in outputs]
-    assert sorted(started[0] + started[1]) == ['0', '1'] and all(started)  # one each
+    # Each trial started once, in one worker or the other (which takes which, and whether the
+    # later one finds any left, is timing).
+    assert sorted(started[0] + started[1]) == ['0', '1'], started
     trials = _study(sweep_dir).trials
     assert [t.state.name for t in trials] == ['COMPLETE', 'COMPLETE']
     assert sorted(t.params['learning_rate'] for t in trials) == [0.001, 0.002]
