@@ -390,8 +390,16 @@ def enter_private_network(argv):
     """Runs this launcher again (exec: same process) inside a new network namespace holding
     only loopback, so that no other host reaches its tasks; says in one line where it is, or
     that the system allows no such namespace and the tasks listen on every interface."""
-    if os.environ.get(PRIVATE_NETWORK_ENV) == '1':
-        loopback_up()
+    if os.environ.pop(PRIVATE_NETWORK_ENV, None) == '1':  # the run again, after unshare
+        interfaces = [name for _, name in socket.if_nameindex()]
+        if interfaces != ['lo']:
+            sys.exit('error: the private network namespace has interfaces %s, expected lo '
+                     'alone' % ', '.join(interfaces))
+        try:
+            loopback_up()
+        except OSError as e:
+            sys.exit('error: cannot bring up loopback in the private network namespace (%s)'
+                     % e)
         print('cluster: the tasks run in a private network namespace that has only loopback: '
               'no other host can reach them', flush=True)
         return

@@ -276,8 +276,9 @@ def postgresql():
     if postgres.bin_dir() is None or shutil.which('psql') is None:
         pytest.skip('PostgreSQL is not installed (apt-get install postgresql: .ci/run does)')
     pytest.importorskip('psycopg', reason="no PostgreSQL driver: pip install -e '.[test]'")
-    server = postgres.Server().start()
+    server = postgres.Server()
     try:
+        server.start()
         password = 'alice-' + secrets.token_hex(8)
         server.sql("CREATE ROLE alice LOGIN PASSWORD '%s'" % password)
         server.sql('CREATE DATABASE sweeps OWNER alice')
