@@ -1303,8 +1303,8 @@ def run_sweep(sweep, storage, lock, stopping, prune_startup_trials, prune_warmup
               and counts_in_budget(t)]
     print('Sweep: %s' % sweep.describe(), flush=True)
     print('Study %s in %s (%d of %d trial(s) done before); folders in %s; tensorboard --logdir %s'
-          % (sweep.study_name, shown_url(sweep.storage_url), len(before), sweep.budget, sweep.sweep_dir,
-             sweep.sweep_dir), flush=True)
+          % (sweep.study_name, shown_url(sweep.storage_url), len(before), sweep.budget,
+             sweep.sweep_dir, sweep.sweep_dir), flush=True)
     if lock.kind not in ('sqlite', 'postgresql', 'mysql'):
         print('(storage %s: no lock between workers; one worker only)' % lock.kind, flush=True)
     work(sweep, study, lock, stopping)
