@@ -20,7 +20,10 @@ setup(
         # python -m common.sweep (never needed to train). 4.9 brought the names it uses
         # (RetryHeartbeatStaleTrialCallback); tested with 5.0.
         'sweep': ['optuna>=4.9'],
-        'test': ['pytest', 'matplotlib', 'optuna>=4.9', 'pytest-xdist'],
+        # psycopg: the PostgreSQL driver of the sweep's test against a real server (and of
+        # --storage=postgresql://...; SQLAlchemy 2.1 takes it for postgresql:// URLs).
+        'test': ['pytest', 'matplotlib', 'optuna>=4.9', 'pytest-xdist', 'psycopg[binary]',
+                 'sqlalchemy>=2.1'],
         # python -m bench: the peers. PyTorch's CPU build: pip install torch==2.13.0 (plain
         # 'torch' from PyPI is a CUDA build of several GB).
         'bench': ['keras>=3', 'torch==2.13.0'],

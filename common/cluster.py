@@ -7,7 +7,9 @@ it writes checkpoints and summaries.
 
 Try it on one machine (the launcher picks free ports on 127.0.0.1, prefixes each process's
 output with its role, stops the ps tasks when the workers finish, and exits non-zero if a
-worker failed):
+worker failed). TensorFlow's gRPC server listens on every interface and has no
+authentication, so the launcher runs the tasks in a private network namespace that holds only
+loopback (`unshare`), and says so in one line where the system allows none:
 
     python -m common.cluster --ps 1 --workers 2 -- cifar10/multi_gpu_train.py --max_steps=200
 
@@ -19,16 +21,21 @@ On real hosts, start the same script on each, with the same lists:
         --job_name=worker --task_index=0 --num_gpus=2    # on h1 (the chief); task 1 on h2
 
 or set TF_CONFIG='{"cluster": {"ps": [...], "worker": [...]}, "task": {"type": "worker",
-"index": 0}}' instead of the four flags.
+"index": 0}}' instead of the four flags. Each task then says, in one line at start, the port
+and interfaces it listens on and that anyone who reaches them can run code as its user: keep
+such a cluster on a private network (README: "Who can reach this").
 """
 
 import argparse
 import collections
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -116,6 +123,17 @@ def reach_ps_tasks(cl, target, config, seconds, hosts_text):
                 sess.run(probes)
 
 
+def exposure_line(cl):
+    """The line a task prints at start: where its server listens, and that nobody is asked
+    who they are. TensorFlow binds the task's port on every interface (0.0.0.0 and ::,
+    whatever host its cluster address names)."""
+    address = cl.spec.task_address(cl.job_name, cl.task_index)
+    interfaces = ', '.join(name for _, name in socket.if_nameindex())
+    return ('%s task %d: listening on port %s of every network interface here (%s), '
+            'unauthenticated: whoever reaches it can run any computation as this user'
+            % (cl.job_name, cl.task_index, address.rsplit(':', 1)[-1], interfaces))
+
+
 def join(settings):
     """Joins the cluster that settings (or TF_CONFIG) describe; returns it, or None when
     training locally. A ps task serves its variables until it is killed and never returns.
@@ -123,6 +141,7 @@ def join(settings):
     cl = from_settings(settings)
     if cl is not None and cl.job_name == 'ps':
         server = tf.compat.v1.train.Server(cl.spec, job_name='ps', task_index=cl.task_index)
+        print(exposure_line(cl), flush=True)
         print('ps task %d serving at %s' % (cl.task_index, server.target), flush=True)
         server.join()
     return cl
@@ -133,8 +152,10 @@ def worker_server(cl, session_config):
     locally."""
     if cl is None:
         return None
-    return tf.compat.v1.train.Server(cl.spec, job_name='worker', task_index=cl.task_index,
-                                     config=session_config)
+    server = tf.compat.v1.train.Server(cl.spec, job_name='worker', task_index=cl.task_index,
+                                       config=session_config)
+    print(exposure_line(cl), flush=True)
+    return server
 
 
 def graph_device(cl, device=None):
@@ -269,8 +290,41 @@ class Deadline(object):
 
 
 # ---------------------------------------------------------------------------------------------
-# The launcher: a whole cluster on 127.0.0.1
+# The launcher: a whole cluster on 127.0.0.1, in a network namespace of its own
 # ---------------------------------------------------------------------------------------------
+
+# Set (to 1) in the launcher once it runs inside its own network namespace.
+PRIVATE_NETWORK_ENV = 'TF_CLASSICS_CLUSTER_PRIVATE_NETWORK'
+
+
+def private_network_command():
+    """(the command prefix that runs a program in a new network namespace, None) or (None, why
+    not). The namespace is new and empty: only a loopback interface, and no route to or from
+    any other host. Root needs no user namespace; anyone else gets one that maps them to root
+    inside (so that they may bring its loopback up), where the kernel allows it."""
+    unshare = shutil.which('unshare')
+    if unshare is None:
+        return None, 'no unshare command on PATH (util-linux)'
+    candidates = [[unshare, '--user', '--map-root-user', '--net']]
+    if os.geteuid() == 0:
+        candidates.insert(0, [unshare, '--net'])
+    why = ''
+    for prefix in candidates:
+        probe = subprocess.run(prefix + ['true'], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return prefix, None
+        why = (probe.stderr.strip().splitlines() or ['exit status %d' % probe.returncode])[-1]
+    return None, why
+
+
+def loopback_up():
+    """Brings up the loopback interface of this network namespace (a new one has it down)."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack('16sH22x', b'lo', 0)
+        flags = struct.unpack('16sH22x', fcntl.ioctl(s, siocgifflags, request))[1]
+        fcntl.ioctl(s, siocsifflags, struct.pack('16sH22x', b'lo', flags | iff_up))
+
 
 def free_ports(n):
     """n distinct free TCP ports on 127.0.0.1."""
@@ -332,6 +386,34 @@ def launch(script_args, num_ps, num_workers, out=sys.stdout, env=None):
     return codes
 
 
+def enter_private_network(argv):
+    """Runs this launcher again (exec: same process) inside a new network namespace holding
+    only loopback, so that no other host reaches its tasks; says in one line where it is, or
+    that the system allows no such namespace and the tasks listen on every interface."""
+    if os.environ.pop(PRIVATE_NETWORK_ENV, None) == '1':  # the run again, after unshare
+        interfaces = [name for _, name in socket.if_nameindex()]
+        if interfaces != ['lo']:
+            sys.exit('error: the private network namespace has interfaces %s, expected lo '
+                     'alone' % ', '.join(interfaces))
+        try:
+            loopback_up()
+        except OSError as e:
+            sys.exit('error: cannot bring up loopback in the private network namespace (%s)'
+                     % e)
+        print('cluster: the tasks run in a private network namespace that has only loopback: '
+              'no other host can reach them', flush=True)
+        return
+    prefix, why = private_network_command()
+    if prefix is None:
+        print('cluster: warning: no private network namespace here (%s): each task\'s '
+              'unauthenticated gRPC server listens on every interface of this machine while '
+              'the cluster runs' % why, flush=True)
+        return
+    os.environ[PRIVATE_NETWORK_ENV] = '1'
+    sys.stdout.flush()
+    os.execv(prefix[0], prefix + [sys.executable, '-m', 'common.cluster'] + list(argv))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m common.cluster',
@@ -347,6 +429,7 @@ def main(argv=None):
         parser.error('give the trainer after --, e.g. -- cifar10/multi_gpu_train.py')
     if args.ps < 1 or args.workers < 1:
         parser.error('--ps and --workers must be at least 1')
+    enter_private_network(argv if argv is not None else sys.argv[1:])
     start = time.time()
     codes = launch(script, args.ps, args.workers)
     failed = [i for i, c in enumerate(codes) if c != 0]

@@ -26,13 +26,16 @@ scripts' one-line NaN stop is `diverged` (pruned, for Optuna), one that crashes 
 last log line, and the sweep goes on.
 
 The study lives in <sweep_dir>/study.db (SQLite) unless `--storage` names another database
-Optuna can use (`postgresql://...`: the same command on several machines works on one study).
+Optuna can use (`postgresql://...`: the same command on several machines works on one study;
+give its password in ~/.pgpass or $PGPASSWORD, not in the URL. Where the URL holds one, every
+line and file of the sweep shows it as ***).
 Run the same command again after a crash or Ctrl-C: finished trials are kept, an interrupted
 one is run again in its own folder (the script resumes from its checkpoints). Each run folder
 carries its hyperparameters and figures for TensorBoard's HParams plugin. At the end (and with
 `--summary`) a table sorted by the figure, and the command that reproduces the best trial.
 Bad input (a flag the script does not have, a value or range that cannot be parsed, a storage
-that cannot be reached): one line, exit status 2, before any trial starts.
+that cannot be reached or refuses, saying which): one line, exit status 2, before any trial
+starts.
 """
 
 import collections
@@ -128,7 +131,8 @@ def define_flags():
     flags.DEFINE_string('sweep_dir', None, 'The trials\' folders, study.db and the HParams '
                         'experiment (default: sweeps/<script name>).')
     flags.DEFINE_string('storage', None, 'Optuna storage URL (default: '
-                        'sqlite:///<sweep_dir>/study.db); postgresql://... for several machines.')
+                        'sqlite:///<sweep_dir>/study.db); postgresql://USER@HOST/DB for several '
+                        'machines, the password in ~/.pgpass or $PGPASSWORD.')
     flags.DEFINE_string('study_name', None, 'Optuna study name (default: the script\'s name).')
     flags.DEFINE_multi_string('eval_flag', [], 'CIFAR-10: a flag for cifar10/eval.py '
                               '(e.g. --eval_flag=--num_examples=1000).')
@@ -548,10 +552,62 @@ class StudyLock(object):
             self._conn = None
 
 
+def shown_url(url):
+    """url as every line and file of the sweep shows it: its password, if any, as ***."""
+    try:
+        import sqlalchemy
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: hide whatever stands between : and @
+        return re.sub(r'(://[^/:@]*:)[^/@]*@', r'\1***@', url)
+
+
+def _hide_password(text, url):
+    """text with url's password, wherever it appears, as ***."""
+    try:
+        import sqlalchemy
+        password = sqlalchemy.engine.make_url(url).password
+    except Exception:
+        m = re.search(r'://[^/:@]*:([^/@]*)@', url)
+        password = m and m.group(1)
+    return text.replace(password, '***') if password else text
+
+
+# What a storage's error says -> why it failed. The first group: its server answered and said
+# no; the rest: nothing answered.
+_REFUSALS = [('authentication failed', r'authentication failed|no password supplied|pg_hba\.conf'
+                                       r'|Access denied for user'),
+             ('database does not exist', r'database ".*" does not exist|Unknown database'),
+             ('permission denied', r'permission denied|readonly database|command denied')]
+_NO_ANSWER = [('host name not found', r'could not translate host name|Name or service not known'
+                                      r'|name resolution|Unknown (MySQL|MariaDB) server host'),
+              ('no answer', r'')]
+
+
+def storage_error(url, error):
+    """The SweepError for a storage that failed: 'refused' (authentication failed, permission
+    denied, a database that does not exist, or anything else its server said) or 'cannot be
+    reached' (no answer, a host name not found), naming which; no password in it."""
+    original = error
+    for _ in range(10):  # through Optuna's wrapping, then SQLAlchemy's, to the driver's error
+        inner = getattr(original, 'orig', None) or original.__cause__
+        if inner is None:
+            break
+        original = inner
+    text = str(original).strip() or type(original).__name__
+    first = _hide_password(text.splitlines()[0], url)
+    for why, pattern in _REFUSALS:
+        if re.search(pattern, text, re.I):
+            return SweepError('--storage=%s: refused (%s): %s' % (shown_url(url), why, first))
+    if getattr(original, 'sqlstate', None) or 'FATAL:' in text:  # its server answered
+        return SweepError('--storage=%s: refused: %s' % (shown_url(url), first))
+    why = next(w for w, pattern in _NO_ANSWER if re.search(pattern, text, re.I))
+    return SweepError('--storage=%s: cannot be reached (%s): %s' % (shown_url(url), why, first))
+
+
 def open_storage(url, lock=None):
     """Optuna's RDBStorage at url, with heartbeats (a trial whose worker died on another
     machine is given up after GRACE_SECS and run again), opened under the lock (a new database
-    gets its tables once). SweepError when it cannot be reached."""
+    gets its tables once). SweepError when it cannot be reached or refuses."""
     import warnings
     warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)
     # We ask and tell, and record the heartbeats ourselves (work, run_once).
@@ -563,7 +619,8 @@ def open_storage(url, lock=None):
     if parsed.get_backend_name() == 'sqlite':
         folder = os.path.dirname(os.path.abspath(parsed.database or '.'))
         if parsed.database and parsed.database != ':memory:' and not os.path.isdir(folder):
-            raise SweepError('--storage=%s: cannot be reached (no folder %s)' % (url, folder))
+            raise SweepError('--storage=%s: cannot be reached (no folder %s)'
+                             % (shown_url(url), folder))
         kwargs['engine_kwargs'] = {'connect_args': {'timeout': 120}}
     try:
         with lock or contextlib.nullcontext():
@@ -573,21 +630,21 @@ def open_storage(url, lock=None):
                 **kwargs)
     except ImportError as e:
         raise SweepError('--storage=%s: its database driver is not installed (%s)'
-                         % (url, e)) from None
+                         % (shown_url(url), e)) from None
     except Exception as e:  # sqlalchemy's OperationalError, ArgumentError, ...
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SweepError('--storage=%s: cannot be reached (%s)' % (url, message)) from None
+        raise storage_error(url, e) from None
 
 
 def connect(url, study_name):
-    """(storage, lock) of a study; SweepError when the storage cannot be reached."""
+    """(storage, lock) of a study; SweepError when the storage cannot be reached or refuses."""
     try:
         lock = StudyLock(url, study_name)
     except ImportError as e:
         raise SweepError('--storage=%s: its database driver is not installed (%s)'
-                         % (url, e)) from None
+                         % (shown_url(url), e)) from None
     except Exception as e:  # sqlalchemy.exc.ArgumentError: not a URL
-        raise SweepError('--storage=%s: not a database URL Optuna can use (%s)' % (url, e)) from None
+        raise SweepError('--storage=%s: not a database URL Optuna can use (%s)'
+                         % (shown_url(url), _hide_password(str(e), url))) from None
     return open_storage(url, lock), lock
 
 
@@ -1097,7 +1154,15 @@ def make_sampler(sweep):
 
 def open_study(sweep, storage, lock, pruner):
     """Creates or loads the study (under the lock), checks that it is this sweep, queues the
-    cases. SweepError when the study holds another sweep."""
+    cases. SweepError when the study holds another sweep, or when the storage refuses."""
+    import sqlalchemy
+    try:
+        return _open_study(sweep, storage, lock, pruner)
+    except sqlalchemy.exc.SQLAlchemyError as e:  # e.g. tables another user owns
+        raise storage_error(sweep.storage_url, e) from None
+
+
+def _open_study(sweep, storage, lock, pruner):
     with lock:
         study = optuna.create_study(storage=storage, study_name=sweep.study_name,
                                     direction='maximize', sampler=make_sampler(sweep),
@@ -1111,7 +1176,8 @@ def open_study(sweep, storage, lock, pruner):
             raise SweepError(
                 'the study %s in %s is another sweep (%s); run that command to go on with it, '
                 'or give another --sweep_dir or --study_name'
-                % (sweep.study_name, sweep.storage_url, study.user_attrs.get('command')))
+                % (sweep.study_name, shown_url(sweep.storage_url),
+                   study.user_attrs.get('command')))
         reap_interrupted(study)
         for case in sweep.cases[:sweep.budget]:
             study.enqueue_trial(case, skip_if_exists=True)
@@ -1212,15 +1278,19 @@ def summary_main(sweep_dir, storage, study_name):
     if not storage and not os.path.exists(os.path.join(sweep_dir, 'study.db')):
         raise SweepError('--sweep_dir=%s: no study.db there (give the sweep\'s --sweep_dir or '
                          '--storage)' % sweep_dir)
+    import sqlalchemy
     rdb, _ = connect(storage_url, '')
-    names = optuna.get_all_study_names(rdb)
-    name = study_name or (names[0] if len(names) == 1 else None)
-    if name not in names:
-        raise SweepError('--study_name: expected one of %s in %s' % (
-            ', '.join(names) or '(none)', storage_url))
-    study = optuna.load_study(study_name=name, storage=rdb)
-    # the folder given, not the one the sweep ran in: a sweep_dir moved elsewhere still reads
-    print(summary(study, None if storage else sweep_dir), end='')
+    try:
+        names = optuna.get_all_study_names(rdb)
+        name = study_name or (names[0] if len(names) == 1 else None)
+        if name not in names:
+            raise SweepError('--study_name: expected one of %s in %s' % (
+                ', '.join(names) or '(none)', shown_url(storage_url)))
+        study = optuna.load_study(study_name=name, storage=rdb)
+        # the folder given, not the one the sweep ran in: a moved sweep_dir still reads
+        print(summary(study, None if storage else sweep_dir), end='')
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        raise storage_error(storage_url, e) from None
 
 
 def run_sweep(sweep, storage, lock, stopping, prune_startup_trials, prune_warmup_steps):
@@ -1234,8 +1304,8 @@ def run_sweep(sweep, storage, lock, stopping, prune_startup_trials, prune_warmup
               and counts_in_budget(t)]
     print('Sweep: %s' % sweep.describe(), flush=True)
     print('Study %s in %s (%d of %d trial(s) done before); folders in %s; tensorboard --logdir %s'
-          % (sweep.study_name, sweep.storage_url, len(before), sweep.budget, sweep.sweep_dir,
-             sweep.sweep_dir), flush=True)
+          % (sweep.study_name, shown_url(sweep.storage_url), len(before), sweep.budget,
+             sweep.sweep_dir, sweep.sweep_dir), flush=True)
     if lock.kind not in ('sqlite', 'postgresql', 'mysql'):
         print('(storage %s: no lock between workers; one worker only)' % lock.kind, flush=True)
     work(sweep, study, lock, stopping)
@@ -1264,7 +1334,9 @@ def main(argv):
                                                              FLAGS.storage)
         sweep.study_name = FLAGS.study_name or stem
         sweep.pruner, sweep.eval_interval_secs = FLAGS.pruner, FLAGS.eval_interval_secs
-        sweep.command = shlex.join(['python', '-m', 'common.sweep'] + sys.argv[1:])
+        sweep.command = shlex.join(['python', '-m', 'common.sweep'] + [
+            _hide_password(arg, FLAGS.storage) if FLAGS.storage else arg
+            for arg in sys.argv[1:]])  # stored in the study
         if FLAGS.storage:  # reachable before anything is written
             storage, lock = connect(sweep.storage_url, sweep.study_name)
             os.makedirs(sweep.sweep_dir, exist_ok=True)

@@ -1,11 +1,14 @@
 """Scale-out on TensorFlow's distributed runtime, on loopback: ps + workers, async and sync,
 a dying worker, a restarted chief, an unreachable ps. Every process is bounded in time."""
 
+import ipaddress
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -13,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from common import cluster
-from conftest import REPO, run_script, shared_data_root
+from conftest import REPO, default_sigint, run_script, shared_data_root
 
 ARGS = ['--batch_size=16', '--min_fraction_of_examples_in_queue=0.005', '--log_frequency=5',
         '--checkpoint_steps=10']
@@ -43,8 +46,10 @@ def test_async_two_workers_then_eval(tmp_path):
     assert re.search(r'^\[ps0\] ps task 0 serving at grpc://127\.0\.0\.1:\d+$', result.stdout,
                      re.M)
     steps = _local_steps(result.stdout)
-    # Both workers end and say so; one that joins late may find the work done (0 steps).
-    assert sorted(steps) == [0, 1] and steps[0] > 0, steps
+    # Both workers end and say so, and each stepped: a worker runs its train op once before
+    # its StopAtStepHook can stop it, so even one that joins after the 30th global step takes
+    # a step of its own (whatever the timing: the ps serves until both workers have ended).
+    assert sorted(steps) == [0, 1] and all(n >= 1 for n in steps.values()), steps
     # Asynchronous: every worker step is one global step. A worker stops after the first step
     # that it began at global step >= 29 (one each), and when step 29 was reached the other
     # worker may have had one step under way that began earlier: at most 30 + 2 in all. The
@@ -56,6 +61,119 @@ def test_async_two_workers_then_eval(tmp_path):
                             '--eval_dir=%s' % (tmp_path / 'eval'), '--num_examples=100')
     assert evaluation.returncode == 0, evaluation.stderr[-2000:]
     assert 'precision @ 1 = ' in evaluation.stdout
+
+
+def _children(pid):
+    """The pids whose parent is pid."""
+    found = []
+    for stat in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/stat' % stat) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat))
+    return found
+
+
+def _socket_inodes(pid):
+    inodes = set()
+    for fd in os.listdir('/proc/%d/fd' % pid):
+        try:
+            target = os.readlink('/proc/%d/fd/%s' % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith('socket:['):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _listening(pid, inodes=None):
+    """[(address, port)] of the listening TCP sockets in the /proc/net/tcp and tcp6 of process
+    pid's network namespace: those of its socket inodes, or all."""
+    found = []
+    for table, size in (('tcp', 4), ('tcp6', 16)):
+        with open('/proc/%d/net/%s' % (pid, table)) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state != '0A' or (inodes is not None and inode not in inodes):  # LISTEN
+                    continue
+                address, port = local.split(':')
+                raw = bytes.fromhex(address)  # host-order 32-bit words
+                raw = b''.join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.append((ipaddress.ip_address(raw), int(port, 16)))
+    return found
+
+
+def _interfaces(pid):
+    """The network interfaces of process pid's namespace."""
+    with open('/proc/%d/net/dev' % pid) as f:
+        return sorted(line.split(':')[0].strip() for line in f.readlines()[2:])
+
+
+def test_the_launchers_tasks_are_reachable_from_loopback_only(tmp_path):
+    env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root(), TF_CPP_MIN_LOG_LEVEL='2')
+    launcher = subprocess.Popen(
+        [sys.executable, '-m', 'common.cluster', '--ps', '1', '--workers', '1', '--',
+         'cifar10/multi_gpu_train.py', '--train_dir=%s' % tmp_path, '--max_steps=100000'] + ARGS,
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=default_sigint)
+    watchdog = threading.Timer(240, launcher.kill)
+    watchdog.start()
+    seen = []
+    try:
+        listening = re.compile(r'^\[(ps0|worker0)\] (ps|worker) task 0: listening on port '
+                               r'(\d+) of every network interface here \((.*)\), '
+                               r'unauthenticated: ')
+        said = {}
+        for line in launcher.stdout:  # until each task says its server listens
+            seen.append(line)
+            m = listening.match(line)
+            if m:
+                said[m.group(1)] = m.group(4)
+            if len(said) == 2:
+                break
+        text = ''.join(seen)
+        assert said == {'ps0': 'lo', 'worker0': 'lo'}, text
+        own = [line for line in seen if line.startswith('cluster:')]  # the launcher's lines
+        assert own == ['cluster: the tasks run in a private network namespace that has only '
+                       'loopback: no other host can reach them\n'], text
+        tasks = _children(launcher.pid)
+        assert len(tasks) == 2, tasks
+        for pid in tasks:
+            sockets = _listening(pid, _socket_inodes(pid))
+            assert sockets, pid  # the task's gRPC server, at least
+            for address, port in sockets:
+                if not address.is_loopback:  # a wildcard: every interface of its namespace
+                    assert address.is_unspecified and _interfaces(pid) == ['lo'], (
+                        address, port, _interfaces(pid))
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        try:
+            launcher.wait(timeout=60)
+        finally:
+            watchdog.cancel()
+            launcher.kill()
+            launcher.stdout.close()
+
+
+def test_the_launcher_says_so_in_one_line_where_no_private_network_can_be_made(tmp_path):
+    script = tmp_path / 'task.py'  # a stand-in trainer: no server, it only says where it ran
+    script.write_text('import socket\nprint(sorted(n for _, n in socket.if_nameindex()))\n')
+    env = dict(os.environ, PATH=str(tmp_path))  # no unshare
+    result = subprocess.run([sys.executable, '-m', 'common.cluster', '--ps', '1', '--workers',
+                             '1', '--', str(script)], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    own = [line for line in result.stdout.splitlines() if line.startswith('cluster:')]
+    assert own[0] == ("cluster: warning: no private network namespace here (no unshare command "
+                      "on PATH (util-linux)): each task's unauthenticated gRPC server listens "
+                      "on every interface of this machine while the cluster runs"), own
+    assert len(own) == 2 and own[1].startswith('cluster: 1 worker(s) finished in ')
+    here = sorted(name for _, name in socket.if_nameindex())
+    assert '[worker0] %s' % here in result.stdout  # it ran in this machine's network
 
 
 def test_sync_replicas_aggregate_both_workers(tmp_path):

@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import urllib.request
 import pytest
 
 from common import sweep
+import postgres
 from conftest import REPO, default_sigint, shared_data_root
 
 optuna = pytest.importorskip('optuna')
@@ -254,7 +256,9 @@ def test_two_workers_share_one_study_and_run_no_trial_twice(tmp_path):
     for w, (out, err) in zip(workers, outputs):
         assert w.returncode == 0, out[-3000:] + err[-3000:]
     started = [re.findall(r'^trial (\d+): started', out, re.M) for out, _ in outputs]
-    assert sorted(started[0] + started[1]) == ['0', '1'] and all(started)  # one each
+    # Each trial started once, in one worker or the other (which takes which, and whether the
+    # later one finds any left, is timing).
+    assert sorted(started[0] + started[1]) == ['0', '1'], started
     trials = _study(sweep_dir).trials
     assert [t.state.name for t in trials] == ['COMPLETE', 'COMPLETE']
     assert sorted(t.params['learning_rate'] for t in trials) == [0.001, 0.002]
@@ -270,6 +274,149 @@ def test_two_workers_share_one_study_and_run_no_trial_twice(tmp_path):
         assert t.value == pytest.approx(sum(figures) / 2, abs=1e-4)
     assert re.search(r'^\| \d \| --learning_rate=0\.00[12] \| 0\.\d{4} ± 0\.\d{4} \| 5 \|',
                      outputs[0][0], re.M)
+
+
+# ---------------------------------------------------------------------------------------------
+# A real PostgreSQL server (throwaway, loopback only): several workers, and no password shown
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def postgresql():
+    """(server, alice's password): a throwaway PostgreSQL where alice owns database sweeps."""
+    if postgres.bin_dir() is None or shutil.which('psql') is None:
+        pytest.skip('PostgreSQL is not installed (apt-get install postgresql: .ci/run does)')
+    pytest.importorskip('psycopg', reason="no PostgreSQL driver: pip install -e '.[test]'")
+    server = postgres.Server()
+    try:
+        server.start()
+        password = 'alice-' + secrets.token_hex(8)
+        server.sql("CREATE ROLE alice LOGIN PASSWORD '%s'" % password)
+        server.sql('CREATE DATABASE sweeps OWNER alice')
+        yield server, password
+    finally:
+        server.stop()
+
+
+def _files_holding(folder, secret):
+    found = []
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with open(os.path.join(root, name), 'rb') as f:
+                if secret.encode() in f.read():
+                    found.append(os.path.join(root, name))
+    return found
+
+
+def test_workers_share_a_postgresql_study_and_never_show_its_password(postgresql, tmp_path):
+    server, password = postgresql
+    where = 'alice%s@127.0.0.1:%d/sweeps'
+    url, shown = 'postgresql://' + where % (':' + password, server.port), \
+        'postgresql://' + where % (':***', server.port)
+    sweep_dir = str(tmp_path / 'out')
+    args = [SCRIPT, '--grid=learning_rate=0.001,0.002,0.003', '--pruner=none',
+            '--storage=' + url, '--sweep_dir=' + sweep_dir, '--', '--max_steps=5']
+    # A first worker, killed with -9 once it has started a trial.
+    killed = subprocess.Popen(_command(*args), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(120, killed.kill)
+    watchdog.start()
+    first = []
+    for line in killed.stdout:
+        first.append(line)
+        if line.startswith('trial 0: started: '):
+            break
+    killed.kill()
+    killed.wait()
+    watchdog.cancel()
+    first = ''.join(first) + killed.stdout.read()
+    assert 'trial 0: started: ' in first, first[-3000:]
+    assert 'Study %s in %s (0 of 3 trial(s) done before)' % (STUDY, shown) in first
+    killed_flags = re.search(r'^trial 0: started: (\S+) \(trial-0000\)$', first, re.M).group(1)
+    # Two workers at once: they find the killed worker's trial and queue it again, and share it
+    # and the rest of the grid.
+    workers = [subprocess.Popen(_command(*args), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for w, (out, err) in zip(workers, outputs):
+        assert w.returncode == 0, out[-3000:] + err[-3000:]
+    started = re.findall(r'^trial (\d+): started: (\S+) \((trial-\d+)(, resuming trial 0)?\)$',
+                         outputs[0][0] + outputs[1][0], re.M)
+    assert sorted(n for n, _, _, _ in started) == ['1', '2', '3'], started  # none twice
+    assert sorted(f for _, f, _, _ in started) == [
+        '--learning_rate=0.001', '--learning_rate=0.002', '--learning_rate=0.003']
+    again, = [(f, folder) for _, f, folder, resuming in started if resuming]
+    assert again == (killed_flags, 'trial-0000')  # the killed trial, queued again
+
+    # A third process reads the table, with the password in PGPASSWORD (libpq reads it).
+    table = subprocess.run(
+        _command('--summary', '--storage=postgresql://' + where % ('', server.port)), cwd=REPO,
+        env=dict(_env(), PGPASSWORD=password), capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr[-3000:]
+    rows = re.findall(r'^\| (\d+) \| (\S+) \| 0\.\d{4} \| 5 \| \d:\d\d:\d\d \| (.*?) \|$',
+                      table.stdout, re.M)
+    assert sorted((f, state) for _, f, state in rows) == sorted(
+        (f, 'done (resumed trial 0)' if f == killed_flags else 'done')
+        for f in ('--learning_rate=0.001', '--learning_rate=0.002', '--learning_rate=0.003'))
+
+    study = optuna.load_study(study_name=STUDY, storage=url)
+    assert study.user_attrs['command'].count(shown) == 1
+    for text in [first, table.stdout, table.stderr, study.user_attrs['command']] + \
+            [part for output in outputs for part in output]:
+        assert password not in text
+    assert _files_holding(sweep_dir, password) == []
+
+
+def test_a_postgresql_storage_that_refuses_or_does_not_answer_says_which(postgresql, tmp_path):
+    server, password = postgresql
+    bob = 'bob-' + secrets.token_hex(8)
+    server.sql("CREATE ROLE bob LOGIN PASSWORD '%s'" % bob)
+    server.sql('CREATE DATABASE theirs OWNER alice')
+    theirs = 'postgresql://alice:%s@127.0.0.1:%d/theirs' % (password, server.port)
+    optuna.storages.RDBStorage(theirs)  # its tables, alice's: PostgreSQL 15 lets bob read none
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        silent = s.getsockname()[1]  # nothing listens there once the socket is closed
+    base = '%s@127.0.0.1:%d/%s'
+    cases = {
+        'wrong password': (base % ('alice:wrong-' + password, server.port, 'sweeps'),
+                           base % ('alice:***', server.port, 'sweeps')
+                           + ': refused (authentication failed): '),
+        'no such database': (base % ('alice:' + password, server.port, 'nodb'),
+                             base % ('alice:***', server.port, 'nodb')
+                             + ': refused (database does not exist): '),
+        'tables of another user': (base % ('bob:' + bob, server.port, 'theirs'),
+                                   base % ('bob:***', server.port, 'theirs')
+                                   + ': refused (permission denied): '),
+        'nothing listening': (base % ('alice:' + password, silent, 'sweeps'),
+                              base % ('alice:***', silent, 'sweeps')
+                              + ': cannot be reached (no answer): '),
+    }
+    procs = {name: subprocess.Popen(
+        _command('mnist/deep_cnn.py', '--grid=max_learning_rate=0.1',
+                 '--sweep_dir=%s' % (tmp_path / 'out'), '--storage=postgresql://' + url),
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, (url, _) in cases.items()}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2 and out == '', (name, out, err)
+        line, = err.strip().splitlines()
+        assert line.startswith('error: --storage=postgresql://' + cases[name][1]), (name, line)
+        assert password not in err and bob not in err
+    assert not os.path.exists(tmp_path / 'out')
+
+
+def test_storage_urls_are_shown_without_their_password():
+    assert sweep.shown_url('postgresql://alice:s3cret@db.example/sweeps') == \
+        'postgresql://alice:***@db.example/sweeps'
+    assert sweep.shown_url('postgresql://alice@db/sweeps') == 'postgresql://alice@db/sweeps'
+    assert sweep.shown_url('sqlite:////tmp/study.db') == 'sqlite:////tmp/study.db'
+    assert sweep.shown_url('not a url://bob:pw@x/') == 'not a url://bob:***@x/'
+    dns = Exception('connection failed: could not translate host name "db.invalid" to '
+                    'address: Name or service not known')
+    assert str(sweep.storage_error('postgresql://alice:s3cret@db.invalid/sweeps', dns)) == (
+        '--storage=postgresql://alice:***@db.invalid/sweeps: cannot be reached (host name not '
+        'found): connection failed: could not translate host name "db.invalid" to address: '
+        'Name or service not known')
 
 
 def test_bad_input_is_one_line_and_exit_2_before_any_trial(tmp_path):
@@ -298,8 +445,9 @@ def test_bad_input_is_one_line_and_exit_2_before_any_trial(tmp_path):
                                   'error: --storage=sqlite:////nonexistent-folder/study.db: '
                                   'cannot be reached'),
         'postgresql': (['mnist/deep_cnn.py', '--grid=max_learning_rate=0.1',
-                        '--storage=postgresql://sweep@127.0.0.1:1/sweeps'],
-                       'error: --storage=postgresql://sweep@127.0.0.1:1/sweeps: '),
+                        '--storage=postgresql://sweep:pw@127.0.0.1:1/sweeps'],
+                       'error: --storage=postgresql://sweep:***@127.0.0.1:1/sweeps: cannot be '
+                       'reached (no answer): '),
         'not a script': (['mnist/nope.py', '--grid=x=1'],
                          'error: mnist/nope.py: not a script a sweep runs; expected one of '),
         'script flag before --': (['mnist/deep_cnn.py', '--grid=max_learning_rate=0.1',
