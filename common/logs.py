@@ -24,20 +24,24 @@ import logging
 import os
 import sys
 
-from absl import flags
-
 FLAG = 'tf_logs'
 ENV = 'TF_CPP_MIN_LOG_LEVEL'
-
-flags.DEFINE_boolean(FLAG, False, 'Show TensorFlow\'s own log lines (its C++ start-up lines, '
-                     'INFO lines, deprecation warnings); by default they are hidden. '
-                     'TF_CPP_MIN_LOG_LEVEL, when set, is kept.')
 
 # The level TF_CPP_MIN_LOG_LEVEL stands for on the Python side.
 _PYTHON_LEVEL = {'0': logging.INFO, '1': logging.WARNING, '2': logging.ERROR, '3': logging.ERROR}
 
 # The methods of TensorFlow's hooks that log what a script asked them for.
 _HOOK_LINES = ('_log_tensors', '_log_and_record')
+
+
+def define_flag():
+    """Defines --tf_logs (training.py does, for every script). This module imports absl only
+    here: common is imported by run_all.sh --list, which runs without the venv."""
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    if FLAG not in flags.FLAGS:
+        flags.DEFINE_boolean(FLAG, False, 'Show TensorFlow\'s own log lines (its C++ start-up '
+                             'lines, INFO lines, deprecation warnings); by default they are '
+                             'hidden. TF_CPP_MIN_LOG_LEVEL, when set, is kept.')
 
 
 def asked_for(argv):
@@ -129,6 +133,7 @@ def configure(shown=None, environ=None):
     """Sets up TensorFlow's Python logger after the flags are parsed (shown: --tf_logs, read
     from the flags when None): each line printed once; with shown False, only the level
     TF_CPP_MIN_LOG_LEVEL stands for (errors when it is 3 or unset) and the hooks' lines."""
+    from absl import flags  # pylint: disable=g-import-not-at-top
     import tensorflow as tf  # pylint: disable=g-import-not-at-top  (after before_tensorflow)
 
     environ = os.environ if environ is None else environ

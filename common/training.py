@@ -21,6 +21,8 @@ from common import data
 from common import logs
 from common import provenance
 
+logs.define_flag()  # --tf_logs, read by main_for's main
+
 # The original's log line, every log_frequency steps.
 STEP_LOG_FORMAT = '%s: step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)'
 
