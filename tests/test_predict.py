@@ -402,6 +402,21 @@ def test_cifar10_export_never_overwrites_a_version(cifar10_run):
     assert os.path.getmtime(os.path.join(version, 'saved_model.pb')) == before
 
 
+def test_cifar10_refused_export_still_draws_the_grid(cifar10_run, tmp_path):
+    r = cifar10_run
+    grid = str(tmp_path / 'grid.png')
+    result = run_script('cifar10/predict.py', '--checkpoint_dir=' + r['train_dir'],
+                        '--export_dir=' + r['export_dir'], '--sample_grid=' + grid, r['pngs'][0])
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert list(_results(result.stdout)) == [r['pngs'][0]]
+    assert re.search(r'^Wrote %s \(\d+ of the first 16 test images right\)$' % re.escape(grid),
+                     result.stdout, re.M)
+    assert os.path.getsize(grid) > 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: %s already exists (TensorFlow Serving never reloads a version: remove it, or '
+        'give another --export_dir)' % os.path.join(r['export_dir'], '3'))
+
+
 def test_quick_run_draws_the_predictions_grid(tmp_path):
     matplotlib_image = pytest.importorskip('matplotlib.image')
     env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root())
