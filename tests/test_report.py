@@ -342,3 +342,29 @@ def test_results_md_shows_each_rows_chart_of_all_its_runs():
         assert os.path.isfile(os.path.join(REPO, 'results', chart)), chart
     (case2,) = [results for exp, results in report.load_results() if exp.name == 'case2']
     assert len(case2) == 4 and report.row_chart(case2) == 'charts/case2.png'
+
+
+def test_list_needs_no_venv(tmp_path):
+    """run_all.sh --list prints the names with python3 alone: a copy of the repository without
+    .venv, a python3 without site-packages that refuses to build a venv."""
+    import shutil
+    import stat
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    for name in ('run_all.sh', 'setup.py'):
+        shutil.copy(os.path.join(REPO, name), str(repo))
+    shutil.copytree(os.path.join(REPO, 'common'), str(repo / 'common'),
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    stub = bin_dir / 'python3'
+    stub.write_text('#!/bin/sh\ncase "$*" in *venv*) echo "a venv was asked for" >&2; exit 1;; '
+                    'esac\nexec %s -S "$@"\n' % sys.executable)
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    env = dict(os.environ, PATH='%s:%s' % (bin_dir, os.environ['PATH']))
+    result = subprocess.run(['bash', str(repo / 'run_all.sh'), '--list'], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        e.name for e in report.EXPERIMENTS]
+    assert not (repo / '.venv').exists()
