@@ -7,7 +7,8 @@
 #   ./run_all.sh --publish --out DIR  finished full-length runs -> results/, results/RESULTS.md
 #   ./run_all.sh --test              the test suite (what CI runs)
 #
-# Each creates or refreshes .venv (python3 -m venv, pip install -e '.[test]') when needed.
+# Each creates or refreshes .venv (python3 -m venv, pip install -e '.[test]') when needed;
+# --list needs none (python3 alone prints the names).
 # Data: $TF_CLASSICS_DATA if set, else ../shared/data when it exists, else ./data (downloaded
 # there on first use).
 set -euo pipefail
@@ -46,6 +47,10 @@ run_tests() {  # two processes (pytest-xdist), a test file each at a time: most 
   # is one TensorFlow process starting and building its graph on one core
   .venv/bin/python -m pytest -q -n 2 --dist loadfile tests "$@"
 }
+
+for arg in "$@"; do  # the names need no venv: common.report --list uses the standard library
+  if [ "$arg" = --list ]; then exec python3 -m common.report "$@"; fi
+done
 
 case "${1:-}" in
   --help|-h) usage; echo; ensure_venv; .venv/bin/python -m common.report --help ;;

@@ -170,8 +170,12 @@ def predict(config, paths, given=()):
                             '; expected a checkpoint of %s' % TRAINERS)
             print('Classifying with %s (global step %d): the moving averages of the weights'
                   % (ckpt_path, step), flush=True)
-            failed = serving.classify_and_export(sess, classifier, paths, config.export_dir,
-                                                 step)
+            refused = None  # an export refused: said after the grid, which is drawn anyway
+            try:
+                failed = serving.classify_and_export(sess, classifier, paths,
+                                                     config.export_dir, step)
+            except serving.ExportError as e:
+                refused = e
             if config.sample_grid:
                 right = sample_grid(sess, classifier, class_names, batches_dir,
                                     config.sample_grid,
@@ -179,6 +183,8 @@ def predict(config, paths, given=()):
                                     % os.path.basename(ckpt_path))
                 print('Wrote %s (%d of the first 16 test images right)'
                       % (config.sample_grid, right), flush=True)
+    if refused:
+        raise refused
     return failed
 
 

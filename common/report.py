@@ -33,7 +33,6 @@ import subprocess
 import sys
 import time
 
-from common import data
 from common import provenance
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -324,39 +323,107 @@ def read_curves(exp, run_dir):
     return curves
 
 
-def plot(exp, curves, path):
-    """One PNG: accuracy on the left axis, loss on the right (as TensorBoard showed them)."""
+def curves_of(exp, result):
+    """read_curves' [(label, steps, values)] from a published result's curves."""
+    order = [label for _, _, label, _ in CURVES.get(exp.kind, [])]
+    saved = result.get('curves', {})
+    labels = [l for l in order if l in saved] + sorted(l for l in saved if l not in order)
+    return [(label, [p[0] for p in saved[label]], [p[1] for p in saved[label]])
+            for label in labels]
+
+
+def _is_loss(label):
+    return 'loss' in label or 'entropy' in label
+
+
+def _draw_bars(ax, runs, exp):
+    """The MLP grid: the mean of the runs' final accuracy per configuration, each run a dot."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    (_, names, _), = runs[0][1]
+    values = np.array([curves[0][2] for _, curves in runs], dtype=float)
+    label = 'final test accuracy' + (' (mean of %d runs)' % len(runs) if len(runs) > 1 else '')
+    ax.bar(range(len(names)), values.mean(axis=0), label=label)
+    if len(runs) > 1:
+        for row in values:
+            ax.plot(range(len(names)), row, 'k.', label='_nolegend_')
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=45, ha='right')
+    ax.set_xlabel('hidden units / learning rate')
+    ax.set_ylabel('test accuracy')
+    ax.axhline(0.8, color='gray', linestyle='--', label="0.80, the report's threshold")
+    return [ax]
+
+
+def _draw_curves(ax, runs, exp, steps):
+    """Each run's curves (accuracy on the left axis, loss on the right, a colour per curve,
+    each run a line of it); the original's reference points up to `steps` and the reported
+    figure. Returns the axes and the note on the points left out (or None)."""
+    right = None
+    colours = {}
+    for _, curves in runs:
+        for label, xs, values in curves:
+            target = ax
+            if _is_loss(label):
+                right = right or ax.twinx()
+                target = right
+            first = label not in colours
+            colours.setdefault(label, 'C%d' % len(colours))
+            shown = label + (' (each of %d runs)' % len(runs) if len(runs) > 1 else '')
+            target.plot(xs, values, marker='.' if len(xs) < 30 else None,
+                        color=colours[label], alpha=1.0 if len(runs) == 1 else 0.6,
+                        linewidth=1.5 if len(runs) == 1 else 1.0,
+                        label=shown if first else '_nolegend_')
+            target.set_ylabel(label)
+    note = None
+    if exp.name in REFERENCE_CURVES:
+        label, points = REFERENCE_CURVES[exp.name]
+        inside = [p for p in points if p[0] <= steps]
+        if inside:
+            ax.plot([p[0] for p in inside], [p[1] for p in inside], 'k^', label=label)
+        if len(inside) < len(points):
+            note = 'Left out: %d of the %d points of the %s, beyond step %s.' % (
+                len(points) - len(inside), len(points), label, '{:,}'.format(steps))
+    if exp.reported is not None:
+        ax.axhline(exp.reported, color='gray', linestyle='--', linewidth=1,
+                   label="the report's figure, %s" % exp.reported_text)
+    ax.set_xlabel('step')
+    ax.set_xlim(0, steps)
+    return [a for a in (ax, right) if a], note
+
+
+def chart_figure(exp, runs, steps=None):
+    """The matplotlib figure of one chart: runs, [(run name, read_curves' curves)], the runs of
+    one row; steps, the steps they ran (the title's; the step axis ends there; default: the
+    highest step of their curves)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 5))
     if exp.kind == 'mlp_grid':
-        (label, names, values), = curves
-        ax.bar(range(len(names)), values)
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=45, ha='right')
-        ax.set_ylabel(label)
-        ax.axhline(0.8, color='gray', linestyle='--')
+        axes, note = _draw_bars(ax, runs, exp), None
     else:
-        right = None
-        for i, (label, steps, values) in enumerate(curves):
-            target = ax
-            if 'loss' in label or 'entropy' in label:
-                right = right or ax.twinx()
-                target = right
-            target.plot(steps, values, marker='.' if len(steps) < 30 else None,
-                        color='C%d' % i, label=label)
-            target.set_ylabel(label)
-        if exp.name in REFERENCE_CURVES:
-            label, points = REFERENCE_CURVES[exp.name]
-            ax.plot([p[0] for p in points], [p[1] for p in points], 'k^', label=label)
-        ax.set_xlabel('step')
-        if exp.reported is not None:
-            ax.axhline(exp.reported, color='gray', linestyle='--', linewidth=1)
-        handles = [h for a in (ax, right) if a for h in a.get_legend_handles_labels()[0]]
-        ax.legend(handles, [h.get_label() for h in handles], loc='center right')
-    ax.set_title('%s: %s' % (exp.name, exp.what))
-    fig.tight_layout()
+        if steps is None:
+            steps = max(x for _, curves in runs for _, xs, _ in curves for x in xs)
+        axes, note = _draw_curves(ax, runs, exp, steps)
+    handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
+    axes[-1].legend(handles, [h.get_label() for h in handles], loc='upper center', ncol=2,
+                    bbox_to_anchor=(0.5, -0.14 if exp.kind != 'mlp_grid' else -0.36),
+                    fontsize='small', frameon=False)
+    ran = ', '.join(x for x in (
+        '{:,} steps'.format(steps) if steps is not None else None,
+        '%d runs' % len(runs) if len(runs) > 1 else None) if x)
+    ax.set_title('%s%s\nthe report\'s run: %s' % (exp.name, ': ' + ran if ran else '', exp.what),
+                 fontsize='medium')
+    if note:
+        fig.text(0.01, 0.01, note, fontsize='x-small', color='dimgray')
+    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    return fig
+
+
+def plot(exp, runs, path, steps=None):
+    """chart_figure's chart, written to the PNG path."""
+    import matplotlib.pyplot as plt
+    fig = chart_figure(exp, runs, steps)
     fig.savefig(path)
     plt.close(fig)
 
@@ -440,13 +507,35 @@ def publish(out, results_dir=RESULTS_DIR, experiments=EXPERIMENTS):
             with open(os.path.join(dest, 'result.json'), 'w') as f:
                 json.dump(result, f, indent=1, sort_keys=True)
                 f.write('\n')
-            try:
-                plot(exp, curves, os.path.join(dest, 'chart.png'))
-            except ImportError:
-                print('(no chart for %s: matplotlib is not installed)' % name, flush=True)
             published.append(name)
+    try:
+        draw_results_charts(results_dir)
+    except ImportError:
+        print('(no charts: matplotlib is not installed)', flush=True)
     write_results_md(results_dir)
     return published
+
+
+def row_chart(results):
+    """The chart of one row of RESULTS.md (one experiment's results on one machine), relative
+    to results/: its folder's chart.png for one run, charts/<experiment>.png for several."""
+    if len(results) == 1:
+        return '%s/chart.png' % results[0]['_folder']
+    return 'charts/%s.png' % results[0]['name']
+
+
+def draw_results_charts(results_dir=RESULTS_DIR):
+    """Draws every chart of results_dir from the curves in its result.json files: each run's
+    folder's chart.png, and each row of several runs' charts/<experiment>.png (all of them)."""
+    for exp, results in load_results(results_dir):
+        for result in results:
+            plot(exp, [(result['_folder'], curves_of(exp, result))],
+                 os.path.join(results_dir, result['_folder'], 'chart.png'), result['steps'])
+        if len(results) > 1:
+            os.makedirs(os.path.join(results_dir, 'charts'), exist_ok=True)
+            plot(exp, [(r['_folder'], curves_of(exp, r)) for r in results],
+                 os.path.join(results_dir, row_chart(results)),
+                 max(r['steps'] for r in results))
 
 
 def load_results(results_dir=RESULTS_DIR):
@@ -480,6 +569,11 @@ def results_markdown(results_dir=RESULTS_DIR):
             '%s, %s' % (results[0].get('tensorflow') or '?', ', '.join(commits)), charts]))
     missing = [e.name for e in EXPERIMENTS if e.name not in {exp.name for exp, _ in groups}]
     lines += ['', 'Not yet run at full length: %s.' % (', '.join(missing) or 'none')]
+    lines += ['', '## Charts', '', 'One per row of the table, drawn from its `result.json` '
+              'curves; a row of several runs draws each of them.']
+    for exp, results in groups:
+        chart = row_chart(results)
+        lines += ['', '### %s' % exp.name, '', '![%s](%s)' % (exp.name, chart)]
     return '\n'.join(lines) + '\n'
 
 
@@ -495,6 +589,7 @@ def write_results_md(results_dir=RESULTS_DIR):
 
 def check_data():
     """Fails early, in one line, when the data is missing or corrupt."""
+    from common import data  # pylint: disable=g-import-not-at-top  (numpy: not for --list)
     root = os.environ.setdefault(data.DATA_ENV, data.data_root())
     try:
         data.maybe_download_and_extract_cifar10(os.path.join(root, 'cifar10'))
@@ -581,7 +676,8 @@ def main(argv):
             continue
         rows.setdefault(exp.name, []).append(result)
         try:
-            plot(exp, read_curves(exp, run_dir), os.path.join(args.out, name + '.png'))
+            plot(exp, [(name, read_curves(exp, run_dir))], os.path.join(args.out, name + '.png'),
+                 result['steps'])
         except ImportError:
             print('(no chart: matplotlib is not installed)', flush=True)
         if exp.kind == 'cifar10':

@@ -13,7 +13,9 @@ model runs once on the two batches one after the other: a request through either
 runs the model on its own images only, with one copy of the weights. Both give the same
 outputs: `classes` (int32 [n, k], the top k class ids, most probable first), `class_names`
 (string [n, k]), `probabilities` (float32 [n, k], theirs) and `all_probabilities` (float32
-[n, number of classes], in class-id order).
+[n, number of classes], in class-id order). A classifier built with `invert` (MNIST's) also
+inverts the images it picks (255 - value) before preparing them, and says which in a fifth
+output, `inverted` (bool [n]).
 """
 
 import collections
@@ -36,7 +38,8 @@ SIGNATURE_BYTES = 'serving_default'
 SIGNATURE_IMAGES = 'predict_images'
 
 Classifier = collections.namedtuple(
-    'Classifier', 'image_bytes images classes class_names probabilities all_probabilities')
+    'Classifier',
+    'image_bytes images classes class_names probabilities all_probabilities inverted')
 
 
 def decode_rgb(contents):
@@ -46,30 +49,46 @@ def decode_rgb(contents):
     return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
 
 
-def decode_and_prepare(image_bytes, decode, prepare):
+def inverted_where(images, invert):
+    """The images (uint8 [n, h, w, c]) with those that invert picks (images -> bool [n]; None:
+    none) inverted, 255 - value; and which were (bool [n])."""
+    if invert is None:
+        return images, tf.zeros(tf.shape(images)[:1], tf.bool)
+    inverted = invert(images)
+    return tf.where(inverted[:, tf.newaxis, tf.newaxis, tf.newaxis], 255 - images,
+                    images), inverted
+
+
+def decode_and_prepare(image_bytes, decode, prepare, invert=None):
     """Each encoded image of image_bytes (string [n]) decoded (decode: string [] -> uint8
-    [h, w, channels]) and passed through prepare (uint8 [1, h, w, channels] -> float32
-    [1, ...]), one at a time since their sizes differ. Returns float32 [n, ...]."""
-    return tf.map_fn(lambda contents: prepare(decode(contents)[tf.newaxis])[0], image_bytes,
-                     fn_output_signature=tf.float32)
+    [h, w, channels]), inverted when invert picks it (see inverted_where) and passed through
+    prepare (uint8 [1, h, w, channels] -> float32 [1, ...]), one at a time since their sizes
+    differ. Returns float32 [n, ...] and which were inverted, bool [n]."""
+    def one(contents):
+        images, inverted = inverted_where(decode(contents)[tf.newaxis], invert)
+        return prepare(images)[0], inverted[0]
+    return tf.map_fn(one, image_bytes, fn_output_signature=(tf.float32, tf.bool))
 
 
 def build_classifier(prepare, logits_fn, class_names, channels=3, decode=decode_rgb,
-                     top_k=TOP_K):
+                     top_k=TOP_K, invert=None):
     """Builds the classifier graph in the default graph (see the module docstring).
 
     prepare: uint8 [n, h, w, channels] -> the model's input batch, float32 [n, ...].
     logits_fn: the model, input batch -> logits [n, len(class_names)]; it creates the model's
       variables, to be restored from a checkpoint.
     decode: an encoded image (string []) -> uint8 [h, w, channels].
+    invert: None, or uint8 [n, h, w, channels] -> bool [n], the images to invert (255 - value)
+      before prepare; the Classifier's `inverted` says which were (None without invert).
     Returns a Classifier of tensors.
     """
     image_bytes = tf.compat.v1.placeholder_with_default(
         tf.zeros([0], tf.string), [None], name='image_bytes')
     images = tf.compat.v1.placeholder_with_default(
         tf.zeros([0, 1, 1, channels], tf.uint8), [None, None, None, channels], name='images')
-    prepared = tf.concat([decode_and_prepare(image_bytes, decode, prepare), prepare(images)],
-                         axis=0)
+    from_bytes, bytes_inverted = decode_and_prepare(image_bytes, decode, prepare, invert)
+    flipped, images_inverted = inverted_where(images, invert)
+    prepared = tf.concat([from_bytes, prepare(flipped)], axis=0)
     # The model's summary ops never run here; TensorFlow's own kernel keeps the exported
     # graph free of tf.numpy_function ops, which only a Python process can run.
     with summaries.histogram_kernel('tensorflow'):
@@ -78,9 +97,13 @@ def build_classifier(prepare, logits_fn, class_names, channels=3, decode=decode_
     top_k = min(top_k, len(class_names))
     probabilities, classes = tf.math.top_k(all_probabilities, top_k)
     names = tf.gather(tf.constant(list(class_names)), classes)
+    inverted = None
+    if invert is not None:
+        inverted = tf.concat([bytes_inverted, images_inverted], axis=0, name='inverted')
     return Classifier(image_bytes, images, tf.identity(classes, name='classes'),
                       tf.identity(names, name='class_names'),
-                      tf.identity(probabilities, name='probabilities'), all_probabilities)
+                      tf.identity(probabilities, name='probabilities'), all_probabilities,
+                      inverted)
 
 
 def square_resized(images, side, pad):
@@ -112,16 +135,25 @@ def read_class_names(path):
         return [line.strip() for line in f if line.strip()]
 
 
+def _outputs(classifier):
+    """The classifier's outputs by name (the SavedModel's, and what classify_files fetches)."""
+    outputs = {'classes': classifier.classes, 'class_names': classifier.class_names,
+               'probabilities': classifier.probabilities,
+               'all_probabilities': classifier.all_probabilities}
+    if classifier.inverted is not None:
+        outputs['inverted'] = classifier.inverted
+    return outputs
+
+
 def classify_files(sess, classifier, paths):
     """Classifies each file on its own, so that a bad file fails alone.
 
     Yields (path, result, error) per file: result a dict of numpy arrays (classes,
-    class_names, probabilities of the top k; all_probabilities) and error None, or result
-    None and error one line saying what is wrong with the file and what was expected.
+    class_names, probabilities of the top k; all_probabilities; inverted, when the
+    classifier has it) and error None, or result None and error one line saying what is wrong
+    with the file and what was expected.
     """
-    fetches = {'classes': classifier.classes, 'class_names': classifier.class_names,
-               'probabilities': classifier.probabilities,
-               'all_probabilities': classifier.all_probabilities}
+    fetches = _outputs(classifier)
     for path in paths:
         try:
             with open(path, 'rb') as f:
@@ -174,9 +206,7 @@ def export_saved_model(sess, classifier, export_dir, version):
     if os.path.exists(final):
         raise ExportError('%s already exists (TensorFlow Serving never reloads a version: '
                           'remove it, or give another --export_dir)' % final)
-    outputs = {'classes': classifier.classes, 'class_names': classifier.class_names,
-               'probabilities': classifier.probabilities,
-               'all_probabilities': classifier.all_probabilities}
+    outputs = _outputs(classifier)
     signatures = {
         SIGNATURE_BYTES: tf.compat.v1.saved_model.predict_signature_def(
             {'image_bytes': classifier.image_bytes}, outputs),
@@ -237,11 +267,11 @@ def restore(sess, ckpt_path, variables, model_name, hint=''):
             % (ckpt_path, model_name, checkpoints.first_line(e), hint)) from None
 
 
-def classify_and_export(sess, classifier, paths, export_dir, version):
+def classify_and_export(sess, classifier, paths, export_dir, version, note=None):
     """Classifies the files (a line each, see report), then, when export_dir is given, exports
     the classifier as export_dir/<version> (export_saved_model) and says so. Returns how many
-    files failed."""
-    failed = report(classify_files(sess, classifier, paths))
+    files failed. note: see report."""
+    failed = report(classify_files(sess, classifier, paths), note)
     if export_dir:
         exported = export_saved_model(sess, classifier, export_dir, version)
         print('Exported a SavedModel to %s (signatures %s, %s)'
@@ -249,14 +279,18 @@ def classify_and_export(sess, classifier, paths, export_dir, version):
     return failed
 
 
-def report(results):
-    """Prints each file's line (errors on stderr, 'error: ...'); returns how many failed."""
+def report(results, note=None):
+    """Prints each file's line (errors on stderr, 'error: ...'), after the line note(path,
+    result) gives it, if any; returns how many failed."""
     failed = 0
     for path, result, error in results:
         if error:
             print('error: %s' % error, file=sys.stderr, flush=True)
             failed += 1
-        else:
-            print(format_result(path, result), flush=True)
+            continue
+        said = note(path, result) if note else None
+        if said:
+            print(said, flush=True)
+        print(format_result(path, result), flush=True)
     return failed
 

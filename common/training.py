@@ -18,7 +18,10 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from common import checkpoints
 from common import config
 from common import data
+from common import logs
 from common import provenance
+
+logs.define_flag()  # --tf_logs, read by main_for's main
 
 # The original's log line, every log_frequency steps.
 STEP_LOG_FORMAT = '%s: step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)'
@@ -248,11 +251,13 @@ def main_for(main_fn, run_dir_flag=None, learning_rate_flag=None, errors=(),
     configuration and runs): one line on stderr and exit status 1, not a traceback, for bad
     data, a checkpoint of another model, a diverged run and the script's own `errors`;
     Ctrl-C says that the checkpoints in --<run_dir_flag> are kept, or prints `interrupted`
-    and exits 0. main_fn's return value, when not None, is the exit status."""
+    and exits 0. main_fn's return value, when not None, is the exit status. TensorFlow's own
+    log lines are hidden unless --tf_logs (common/logs.py)."""
     def run_dir():
         return flags.FLAGS[run_dir_flag].value if run_dir_flag else None
 
     def main(argv):
+        logs.configure()  # TensorFlow's Python log lines: --tf_logs
         try:
             status = main_fn(argv)
         except checkpoints.NothingToDo as e:

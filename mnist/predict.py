@@ -3,7 +3,7 @@
     python mnist/predict.py digit.png                        # cnn_mnist's /tmp/mnist_convnet_model
     python mnist/predict.py --model_dir=/tmp/mnist_deep_cnn seven.jpg
     python mnist/predict.py --model_dir=/tmp/tensorflow/mnist/logs/mnist_with_summaries two.png
-    python mnist/predict.py --invert drawing.png              # a dark digit on a light background
+    python mnist/predict.py --noinvert digit.png              # never invert (--invert: always)
     python mnist/predict.py --export_dir=/tmp/mnist_serving   # -> /tmp/mnist_serving/<step>/
 
 --model_dir is cnn_mnist's --model_dir or deep_cnn's and mnist_with_summaries' --log_dir: the
@@ -17,16 +17,19 @@ What is done to an image, so that the model sees it as MNIST stores its digits (
 on black, 28x28, 8-bit grayscale):
   1. decoded (PNG, JPEG, BMP, GIF or WebP, any size) to 8-bit RGB (an alpha channel dropped),
      then to grayscale (0.2989 R + 0.587 G + 0.114 B, rounded);
-  2. with --invert, 255 - value: for a dark digit drawn on a light background;
+  2. inverted, 255 - value, when its border (the outermost rows and columns) is light, on
+     average above 127.5: a dark digit drawn on a light background, as people draw them; a
+     line before the file's says so. --invert inverts every image, --noinvert none;
   3. padded with black to a centred square (the aspect ratio is kept and nothing is cut off)
      and resized to 28x28 (bilinear, antialiased), rounded to 8 bits; scaled to [0, 1] as the
      scripts feed MNIST. MNIST's digits fill about the centre 20x20 of the 28x28: a digit that
      fills its whole image looks larger to the model than those it learnt from.
 --export_dir writes a SavedModel (TensorFlow Serving's layout: <export_dir>/<global step>/)
 whose 'serving_default' signature takes encoded image files (a batch of strings) and
-'predict_images' a uint8 batch [n, height, width, 1]; both do the steps above (--invert
-included when given) and return the top 3 `classes`, `class_names`, `probabilities` and
-`all_probabilities` (see common/serving.py).
+'predict_images' a uint8 batch [n, height, width, 1]; both do the steps above (step 2 as
+exported: by each image's border, or --invert / --noinvert when given) and return the top 3
+`classes`, `class_names`, `probabilities`, `all_probabilities` and `inverted` (bool [n]: which
+images step 2 inverted; see common/serving.py).
 A file that is not an image, or cannot be read: one line on stderr naming it, the other files
 are still classified, exit status 1 at the end. No checkpoint, or one that is not of the MNIST
 scripts' models: one line, exit status 1.
@@ -82,8 +85,9 @@ class Config:
         None, 'One checkpoint to use instead of the latest, e.g. '
         '/tmp/mnist_convnet_model/model.ckpt-20000.')
     invert: bool = config_lib.flag(
-        False, 'Invert the images (255 - value): for a dark digit on a light background. MNIST '
-        'stores white digits on black.')
+        None, 'Invert every image (255 - value), as for a dark digit on a light background '
+        '(MNIST stores white digits on black); --noinvert: none. Default: those whose border '
+        'is light, one line per file saying so.')
     export_dir: str = config_lib.flag(
         None, 'Also write the model as a SavedModel for TensorFlow Serving, in '
         '<export_dir>/<global step>/.')
@@ -105,20 +109,38 @@ def decode_gray(contents):
 
 
 def prepare_digits(images, invert=False):
-    """Grayscale images of any size as the scripts feed MNIST (module docstring, steps 2 and
-    3). uint8 [n, height, width, 1] -> float32 [n, 784] in [0, 1]."""
+    """Grayscale images of any size as the scripts feed MNIST (module docstring, step 3;
+    with invert, every image inverted first). uint8 [n, height, width, 1] -> float32 [n, 784]
+    in [0, 1]."""
     if invert:
         images = 255 - images
     mnist_like = serving.square_resized(images, MNIST_SIDE, pad=True)  # 28x28: unchanged
     return tf.reshape(mnist_like / 255.0, [-1, MNIST_SIDE * MNIST_SIDE])
 
 
-def build_classifier(script, invert=False):
-    """The classifier graph (common/serving.py) around the network `script` trained. Returns
-    the Classifier and its variables by name."""
-    classifier = serving.build_classifier(lambda images: prepare_digits(images, invert),
-                                          MODELS[script], CLASS_NAMES, channels=1,
-                                          decode=decode_gray)
+def light_border(images):
+    """Whether each image's border (its outermost rows and columns) is light, on average above
+    127.5: a dark digit on a light background. uint8 [n, height, width, 1] -> bool [n]."""
+    x = tf.cast(images, tf.float32)
+    border = tf.concat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=1)
+    return tf.reduce_mean(border, axis=[1, 2]) > 127.5
+
+
+def which_to_invert(invert):
+    """The images to invert, for serving.build_classifier: those with a light border (invert
+    None), all (True) or none (False)."""
+    if invert is None:
+        return light_border
+    return lambda images: tf.fill(tf.shape(images)[:1], bool(invert))
+
+
+def build_classifier(script, invert=None):
+    """The classifier graph (common/serving.py) around the network `script` trained, inverting
+    the images `invert` picks (which_to_invert). Returns the Classifier and its variables by
+    name."""
+    classifier = serving.build_classifier(prepare_digits, MODELS[script], CLASS_NAMES,
+                                          channels=1, decode=decode_gray,
+                                          invert=which_to_invert(invert))
     return classifier, {v.op.name: v for v in tf.compat.v1.global_variables()}
 
 
@@ -170,9 +192,19 @@ def predict(config, paths):
             serving.restore(sess, ckpt_path, variables, 'the model of %s' % script)
             print('Classifying with %s (global step %d): the model of %s (%s)%s'
                   % (ckpt_path, step, script, found,
-                     ', images inverted' if config.invert else ''), flush=True)
+                     {True: ', images inverted', False: ', images never inverted'}.get(
+                         config.invert, '')), flush=True)
+            note = _inverted_note if config.invert is None else None
             return serving.classify_and_export(sess, classifier, paths, config.export_dir,
-                                               step)
+                                               step, note)
+
+
+def _inverted_note(path, result):
+    """The line before a file's that says it was inverted (found a dark digit on light)."""
+    if result['inverted']:
+        return ('%s: a light background: inverted to MNIST\'s white digit on black '
+                '(--noinvert: as it is)' % path)
+    return None
 
 
 def main(argv):

@@ -35,7 +35,7 @@ def run_script(script, *args, env=None, timeout=600):
     full_env = dict(os.environ)
     full_env.setdefault('TF_CLASSICS_DATA', shared_data_root())
     full_env['PYTHONUNBUFFERED'] = '1'
-    full_env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+    full_env.pop('TF_CPP_MIN_LOG_LEVEL', None)  # as a user runs it: common/logs.py decides
     if env:
         full_env.update(env)
     return subprocess.run([sys.executable, os.path.join(REPO, script)] + list(args), cwd=REPO,

@@ -402,6 +402,21 @@ def test_cifar10_export_never_overwrites_a_version(cifar10_run):
     assert os.path.getmtime(os.path.join(version, 'saved_model.pb')) == before
 
 
+def test_cifar10_refused_export_still_draws_the_grid(cifar10_run, tmp_path):
+    r = cifar10_run
+    grid = str(tmp_path / 'grid.png')
+    result = run_script('cifar10/predict.py', '--checkpoint_dir=' + r['train_dir'],
+                        '--export_dir=' + r['export_dir'], '--sample_grid=' + grid, r['pngs'][0])
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert list(_results(result.stdout)) == [r['pngs'][0]]
+    assert re.search(r'^Wrote %s \(\d+ of the first 16 test images right\)$' % re.escape(grid),
+                     result.stdout, re.M)
+    assert os.path.getsize(grid) > 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: %s already exists (TensorFlow Serving never reloads a version: remove it, or '
+        'give another --export_dir)' % os.path.join(r['export_dir'], '3'))
+
+
 def test_quick_run_draws_the_predictions_grid(tmp_path):
     matplotlib_image = pytest.importorskip('matplotlib.image')
     env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root())
@@ -522,6 +537,106 @@ def test_mnist_predict_and_its_saved_model(script, mnist_runs, mnist_files, tmp_
         cli = _saved_model_cli_run(version, files, tmp_path)
         for i, path in enumerate(files):
             _check_top3(results[path], cli['all_probabilities'][i], DIGITS)
+
+
+# Digits drawn here, as strokes through points on MNIST's 28x28 grid (x, y), each inside the
+# centre 20x20 as MNIST's are.
+STROKES = {
+    '0': [[(14 + 5.5 * np.sin(t), 14 - 8 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 40)]],
+    '1': [[(14.5, 5), (13.5, 23)]],
+    '4': [[(17, 23), (17, 5), (8, 17), (21, 17)]],
+    '7': [[(8, 6), (20, 6), (12, 23)]],
+}
+
+
+def _drawn_digit(digit, scale=3, width=1.4):
+    """A white digit on black, uint8 [28 * scale, 28 * scale]: pixels within `width` (in
+    28-grid pixels) of the digit's strokes, their edges antialiased."""
+    side = 28 * scale
+    yy, xx = (np.mgrid[0:side, 0:side] + 0.5) / scale
+    distance = np.full((side, side), np.inf)
+    for points in STROKES[digit]:
+        for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
+            dx, dy = x1 - x0, y1 - y0
+            t = np.clip(((xx - x0) * dx + (yy - y0) * dy) / (dx * dx + dy * dy), 0, 1)
+            distance = np.minimum(distance, np.hypot(xx - x0 - t * dx, yy - y0 - t * dy))
+    return np.clip((width + 0.5 - distance) * 255, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='module')
+def reading_model(tmp_path_factory, data_root):
+    """deep_cnn after 300 batches (about 0.97 on the test set): enough to read drawn digits."""
+    folder = str(tmp_path_factory.mktemp('mnist_reader') / 'deep_cnn')
+    result = run_script('mnist/deep_cnn.py', '--max_steps=300', '--eval_every=300', '--seed=0',
+                        '--log_dir=' + folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope='module')
+def drawn_files(tmp_path_factory):
+    """Each drawn digit as a white-on-black grayscale PNG and a black-on-white RGB PNG (as
+    people draw them), 84x84."""
+    root = tmp_path_factory.mktemp('drawn')
+    white, black = [], []
+    for digit in STROKES:
+        image = _drawn_digit(digit)[:, :, np.newaxis]
+        white.append(_write(root / ('white_on_black_%s.png' % digit), _png(image)))
+        black.append(_write(root / ('black_on_white_%s.png' % digit),
+                            _png(np.repeat(255 - image, 3, axis=2))))
+    return white, black
+
+
+def _inverted_notes(stdout):
+    return [line.split(': ')[0] for line in stdout.splitlines()
+            if line.endswith(": a light background: inverted to MNIST's white digit on black "
+                             "(--noinvert: as it is)")]
+
+
+def test_drawn_digits_of_either_polarity_are_read_right(reading_model, drawn_files, tmp_path):
+    white, black = drawn_files
+    export_dir = str(tmp_path / 'export')
+    result = run_script('mnist/predict.py', '--model_dir=' + reading_model,
+                        '--export_dir=' + export_dir, *(white + black))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = _results(result.stdout)
+    for digit, paths in zip(STROKES, zip(white, black)):
+        for path in paths:
+            assert results[path][0][0] == digit, (path, results[path])
+    assert _inverted_notes(result.stdout) == black  # one line each, the black-on-white ones
+
+    # --noinvert and --invert force it: the dark digits read as they are, the light inverted
+    kept = run_script('mnist/predict.py', '--model_dir=' + reading_model, '--noinvert', *black)
+    assert kept.returncode == 0 and _inverted_notes(kept.stdout) == []
+    assert ', images never inverted' in kept.stdout.splitlines()[0]
+    assert [r[0][0] for r in _results(kept.stdout).values()] != list(STROKES)
+    forced = run_script('mnist/predict.py', '--model_dir=' + reading_model, '--invert', *white)
+    assert forced.returncode == 0 and _inverted_notes(forced.stdout) == []
+    assert [r[0][0] for r in _results(forced.stdout).values()] != list(STROKES)
+
+    # the SavedModel decides the same way, and says which it inverted
+    (version,) = os.listdir(export_dir)
+    loaded = tf.saved_model.load(os.path.join(export_dir, version))
+    files = white + black
+    out = loaded.signatures['serving_default'](
+        image_bytes=tf.constant([open(p, 'rb').read() for p in files]))
+    assert [str(d) for d in out['classes'].numpy()[:, 0]] == list(STROKES) * 2
+    assert out['inverted'].numpy().tolist() == [False] * len(white) + [True] * len(black)
+    images = np.stack([_drawn_digit(d) for d in STROKES] + [255 - _drawn_digit(d)
+                                                             for d in STROKES])
+    out = loaded.signatures['predict_images'](images=tf.constant(images[..., np.newaxis]))
+    assert [str(d) for d in out['classes'].numpy()[:, 0]] == list(STROKES) * 2
+    assert out['inverted'].numpy().tolist() == [False] * len(white) + [True] * len(black)
+
+
+def test_a_light_border_is_a_dark_digit_on_light():
+    dark_on_light = np.full([1, 30, 20, 1], 250, np.uint8)
+    dark_on_light[0, 5:25, 5:15] = 0  # a large dark digit inside
+    light_on_dark = 255 - dark_on_light
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        found = sess.run(mnist_predict.light_border(
+            tf.constant(np.concatenate([dark_on_light, light_on_dark]))))
+    assert found.tolist() == [True, False]
 
 
 def test_mnist_model_found_from_the_variable_names(mnist_runs, mnist_files, tmp_path):

@@ -261,11 +261,110 @@ def test_the_figure_is_the_value_at_the_highest_step(tmp_path):
     (the poller or the final one) wrote it."""
     import tensorflow as tf
     from common import summaries
-    for name, points in [('poller', [(5, 0.5), (10, 0.6234)]), ('final', [(10, 0.6234)])]:
+    # Two values at step 10: the final evaluator's, written last, is the figure (not the
+    # first written, not the higher). The suffixes keep the files in the order written when
+    # both are made in the same second (the file name's time, then its suffix, sort them).
+    for name, points in [('1poller', [(5, 0.5), (10, 0.6234)]), ('2final', [(10, 0.6111)])]:
         with tf.Graph().as_default():
             writer = tf.compat.v1.summary.FileWriter(str(tmp_path / 'eval'),
                                                      filename_suffix='.' + name)
             for step, value in points:
                 writer.add_summary(summaries.scalar_values({'Precision @ 1': value}), step)
             writer.close()
-    assert report.parse_result(report.BY_NAME['cifar10'], str(tmp_path)) == (0.6234, {})
+    assert report.parse_result(report.BY_NAME['cifar10'], str(tmp_path)) == (0.6111, {})
+
+
+# --- the charts: the run that was made, every run of a row -----------------------------------
+
+def _cifar10_curves(last_step, shift=0.0):
+    steps = list(range(0, last_step + 1, 2))
+    return [('precision @ 1', steps, [0.1 + shift + 0.01 * s for s in steps]),
+            ('train loss', steps, [4.6 - shift - 0.01 * s for s in steps])]
+
+
+def _drawn(axis):
+    """The lines of an axis with data, by colour: {colour: [max x of each line]}."""
+    import matplotlib.colors
+    lines = {}
+    for line in axis.get_lines():
+        if len(line.get_xdata()) and line.get_label() != '_child0':
+            lines.setdefault(matplotlib.colors.to_hex(line.get_color()), []).append(
+                max(line.get_xdata()))
+    return lines
+
+
+def test_a_quick_chart_fits_the_steps_run():
+    pytest.importorskip('matplotlib')
+    exp = report.BY_NAME['cifar10']
+    fig = report.chart_figure(exp, [('cifar10', _cifar10_curves(10))], steps=10)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0, 10)
+    assert ax.get_title().splitlines()[0] == 'cifar10: 10 steps'
+    # the reference points (to step 60,000) are left out, and the chart says so
+    assert all(x <= 10 for xs in _drawn(ax).values() for x in xs)
+    notes = [t.get_text() for t in fig.texts]
+    assert notes == ['Left out: 5 of the 5 points of the %s, beyond step 10.'
+                     % report.REFERENCE_CURVES['cifar10'][0]]
+    legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert legend == ['precision @ 1', "the report's figure, 0.838", 'train loss']
+
+
+def test_a_full_chart_draws_the_reference_points_in_the_legend():
+    pytest.importorskip('matplotlib')
+    exp = report.BY_NAME['cifar10']
+    fig = report.chart_figure(exp, [('cifar10', _cifar10_curves(60000))], steps=60000)
+    assert fig.texts == []
+    legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert report.REFERENCE_CURVES['cifar10'][0] in legend
+    assert fig.axes[0].get_title().splitlines()[0] == 'cifar10: 60,000 steps'
+
+
+def test_a_row_of_several_runs_draws_each_of_them():
+    pytest.importorskip('matplotlib')
+    exp = report.BY_NAME['case2']
+    runs = [('case2%s' % s, _cifar10_curves(100, shift=0.01 * i))
+            for i, s in enumerate(['', '_seed0', '_seed1', '_seed2'])]
+    fig = report.chart_figure(exp, runs, steps=100)
+    left, right = fig.axes[0], fig.axes[1]
+    assert [len(xs) for xs in _drawn(left).values() if max(xs) == 100] == [4]
+    assert [len(xs) for xs in _drawn(right).values()] == [4]
+    assert fig.axes[0].get_title().splitlines()[0] == 'case2: 100 steps, 4 runs'
+    legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert legend == ['precision @ 1 (each of 4 runs)', "the report's figure, 0.815",
+                      'train loss (each of 4 runs)']
+
+
+def test_results_md_shows_each_rows_chart_of_all_its_runs():
+    text = report.results_markdown()
+    for exp, results in report.load_results():
+        chart = report.row_chart(results)
+        assert '![%s](%s)' % (exp.name, chart) in text
+        assert os.path.isfile(os.path.join(REPO, 'results', chart)), chart
+    (case2,) = [results for exp, results in report.load_results() if exp.name == 'case2']
+    assert len(case2) == 4 and report.row_chart(case2) == 'charts/case2.png'
+
+
+def test_list_needs_no_venv(tmp_path):
+    """run_all.sh --list prints the names with python3 alone: a copy of the repository without
+    .venv, a python3 without site-packages that refuses to build a venv."""
+    import shutil
+    import stat
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    for name in ('run_all.sh', 'setup.py'):
+        shutil.copy(os.path.join(REPO, name), str(repo))
+    shutil.copytree(os.path.join(REPO, 'common'), str(repo / 'common'),
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    stub = bin_dir / 'python3'
+    stub.write_text('#!/bin/sh\ncase "$*" in *venv*) echo "a venv was asked for" >&2; exit 1;; '
+                    'esac\nexec %s -S "$@"\n' % sys.executable)
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    env = dict(os.environ, PATH='%s:%s' % (bin_dir, os.environ['PATH']))
+    result = subprocess.run(['bash', str(repo / 'run_all.sh'), '--list'], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        e.name for e in report.EXPERIMENTS]
+    assert not (repo / '.venv').exists()
