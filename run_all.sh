@@ -48,12 +48,12 @@ run_tests() {  # two processes (pytest-xdist), a test file each at a time: most 
   .venv/bin/python -m pytest -q -n 2 --dist loadfile tests "$@"
 }
 
-for arg in "$@"; do  # the names need no venv: common.report --list uses the standard library
-  if [ "$arg" = --list ]; then exec python3 -m common.report "$@"; fi
+for arg in "$@"; do  # the names need no venv: tools.report --list uses the standard library
+  if [ "$arg" = --list ]; then exec python3 -m tools.report "$@"; fi
 done
 
 case "${1:-}" in
-  --help|-h) usage; echo; ensure_venv; .venv/bin/python -m common.report --help ;;
+  --help|-h) usage; echo; ensure_venv; .venv/bin/python -m tools.report --help ;;
   --test) shift; ensure_venv; choose_data; run_tests "$@" ;;
-  *) ensure_venv; choose_data; exec .venv/bin/python -m common.report "$@" ;;
+  *) ensure_venv; choose_data; exec .venv/bin/python -m tools.report "$@" ;;
 esac

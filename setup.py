@@ -6,7 +6,7 @@ setup(
     version='0.1.0',
     description='The classic TF1 tutorials (CIFAR-10, MNIST) ported faithfully to TensorFlow 2.21.',
     python_requires='>=3.9',
-    packages=['common', 'cifar10', 'mnist', 'bench'],
+    packages=['common', 'cifar10', 'mnist', 'bench', 'tools'],
     install_requires=[
         'tensorflow-cpu==2.21.0',
         'numpy',
@@ -17,7 +17,7 @@ setup(
         # The GPU build of the same TensorFlow release (uninstall tensorflow-cpu first).
         'gpu': ['tensorflow[and-cuda]==2.21.0'],
         'plot': ['matplotlib'],  # mnist/mlp.py --plot_samples
-        # python -m common.sweep (never needed to train). 4.9 brought the names it uses
+        # python -m tools.sweep (never needed to train). 4.9 brought the names it uses
         # (RetryHeartbeatStaleTrialCallback); tested with 5.0.
         'sweep': ['optuna>=4.9'],
         # psycopg: the PostgreSQL driver of the sweep's test against a real server (and of

@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from common import cluster
+from tools import cluster as launcher
 from conftest import REPO, default_sigint, run_script, shared_data_root
 
 ARGS = ['--batch_size=16', '--min_fraction_of_examples_in_queue=0.005', '--log_frequency=5',
@@ -25,7 +26,7 @@ ARGS = ['--batch_size=16', '--min_fraction_of_examples_in_queue=0.005', '--log_f
 def _launch(train_dir, *extra, workers=2, timeout=300, script='cifar10/multi_gpu_train.py'):
     env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root(), TF_CPP_MIN_LOG_LEVEL='2')
     return subprocess.run(
-        [sys.executable, '-m', 'common.cluster', '--ps', '1', '--workers', str(workers), '--',
+        [sys.executable, '-m', 'tools.cluster', '--ps', '1', '--workers', str(workers), '--',
          script, '--train_dir=%s' % train_dir] + ARGS + list(extra),
         cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -116,7 +117,7 @@ def _interfaces(pid):
 def test_the_launchers_tasks_are_reachable_from_loopback_only(tmp_path):
     env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root(), TF_CPP_MIN_LOG_LEVEL='2')
     launcher = subprocess.Popen(
-        [sys.executable, '-m', 'common.cluster', '--ps', '1', '--workers', '1', '--',
+        [sys.executable, '-m', 'tools.cluster', '--ps', '1', '--workers', '1', '--',
          'cifar10/multi_gpu_train.py', '--train_dir=%s' % tmp_path, '--max_steps=100000'] + ARGS,
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         preexec_fn=default_sigint)
@@ -163,7 +164,7 @@ def test_the_launcher_says_so_in_one_line_where_no_private_network_can_be_made(t
     script = tmp_path / 'task.py'  # a stand-in trainer: no server, it only says where it ran
     script.write_text('import socket\nprint(sorted(n for _, n in socket.if_nameindex()))\n')
     env = dict(os.environ, PATH=str(tmp_path))  # no unshare
-    result = subprocess.run([sys.executable, '-m', 'common.cluster', '--ps', '1', '--workers',
+    result = subprocess.run([sys.executable, '-m', 'tools.cluster', '--ps', '1', '--workers',
                              '1', '--', str(script)], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -201,7 +202,7 @@ class _Cluster(object):
 
     def __init__(self, tmp_path, *extra):
         self.tmp_path = tmp_path
-        ports = cluster.free_ports(3)
+        ports = launcher.free_ports(3)
         self.args = ['--train_dir=%s' % (tmp_path / 'train'), '--ps_hosts=127.0.0.1:%d' % ports[0],
                      '--worker_hosts=127.0.0.1:%d,127.0.0.1:%d' % tuple(ports[1:])] + ARGS + \
             list(extra)
@@ -282,7 +283,7 @@ def test_a_worker_waits_for_a_late_chief_then_the_chief_alone_restarts(tmp_path)
 
 
 def test_unreachable_ps_is_a_clear_error_after_a_bounded_wait(tmp_path):
-    ps_port, worker_port = cluster.free_ports(2)  # nothing listens on ps_port
+    ps_port, worker_port = launcher.free_ports(2)  # nothing listens on ps_port
     start = time.time()
     result = run_script('cifar10/multi_gpu_train.py', '--train_dir=%s' % tmp_path,
                         '--ps_hosts=127.0.0.1:%d' % ps_port,

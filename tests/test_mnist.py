@@ -378,7 +378,7 @@ def test_mlp_grid_marks_a_diverged_configuration_and_goes_on(tmp_path):
     assert '  Model diverged with loss = NaN at step 3; on to the next configuration' in \
         result.stdout
     rows = re.findall(r'^\| (\d+) \| ([\d.e-]+) \| \S+ \| \S+ \| ([\d.]+|nan)%? \|$',
-                      result.stdout, re.M)  # common/report.py's pattern
+                      result.stdout, re.M)  # tools/report.py's pattern
     assert len(rows) == 8
     assert '| 300 | 0.5 | diverged@3 | - | nan |' in result.stdout.splitlines()
     assert '| 1024 | 0.5 | diverged@7 | - | nan |' in result.stdout.splitlines()

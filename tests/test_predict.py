@@ -420,7 +420,7 @@ def test_cifar10_refused_export_still_draws_the_grid(cifar10_run, tmp_path):
 def test_quick_run_draws_the_predictions_grid(tmp_path):
     matplotlib_image = pytest.importorskip('matplotlib.image')
     env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root())
-    result = subprocess.run([sys.executable, '-m', 'common.report', '--quick', '--only',
+    result = subprocess.run([sys.executable, '-m', 'tools.report', '--quick', '--only',
                              'cifar10', '--out', str(tmp_path)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

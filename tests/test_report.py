@@ -12,14 +12,14 @@ import urllib.request
 import numpy as np
 import pytest
 
-from common import report
+from tools import report
 from conftest import REPO, shared_data_root
 
 
 def _run_all(*args):
     env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root())
     # run_all.sh minus the venv set-up: the same report module, with this interpreter
-    return subprocess.run([sys.executable, '-m', 'common.report'] + list(args), cwd=REPO, env=env,
+    return subprocess.run([sys.executable, '-m', 'tools.report'] + list(args), cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 
 

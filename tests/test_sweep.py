@@ -1,4 +1,4 @@
-"""python -m common.sweep: tiny real sweeps of mnist_with_summaries (a study killed and
+"""python -m tools.sweep: tiny real sweeps of mnist_with_summaries (a study killed and
 resumed, a trial pruned, a trial diverging, two workers on one study, the HParams data read back
 from a live TensorBoard), the table, and each bad input."""
 
@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from common import sweep
+from tools import sweep
 import postgres
 from conftest import REPO, default_sigint, shared_data_root
 
@@ -34,7 +34,7 @@ def _env():
 
 
 def _command(*args):
-    return [sys.executable, '-m', 'common.sweep'] + list(args)
+    return [sys.executable, '-m', 'tools.sweep'] + list(args)
 
 
 def _sweep(*args, timeout=300):

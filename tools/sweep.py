@@ -1,11 +1,11 @@
 """Sweeps: a script's flags searched with Optuna, one run of the script per trial, the trials
 compared in TensorBoard's HParams dashboard.
 
-    python -m common.sweep mnist/deep_cnn.py --range max_learning_rate=1e-4:3e-2 --trials 12 \\
+    python -m tools.sweep mnist/deep_cnn.py --range max_learning_rate=1e-4:3e-2 --trials 12 \\
         -- --max_steps=2000
-    python -m common.sweep mnist/mnist_with_summaries.py --grid learning_rate=0.0003,0.001,0.003 \\
+    python -m tools.sweep mnist/mnist_with_summaries.py --grid learning_rate=0.0003,0.001,0.003 \\
         --grid dropout=0.5,0.9 -- --max_steps=1000
-    python -m common.sweep --summary --sweep_dir=sweeps/deep_cnn    # the table again, nothing run
+    python -m tools.sweep --summary --sweep_dir=sweeps/deep_cnn    # the table again, nothing run
     tensorboard --logdir sweeps/deep_cnn                             # HParams: table, parallel
                                                                      # coordinates, scatter plots
 
@@ -199,7 +199,7 @@ def script_flags(modules_jobs):
     for module, job in modules_jobs.items():
         job = dict(job, module=module)
         procs[module] = subprocess.Popen(
-            [sys.executable, '-c', 'from common import sweep; sweep._flags_worker_main()',
+            [sys.executable, '-c', 'from tools import sweep; sweep._flags_worker_main()',
              json.dumps(job)], cwd=REPO, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
     results = {}
@@ -349,7 +349,7 @@ class Sweep(object):
 
 def _script(path):
     if path is None:
-        raise SweepError('no script: expected one of %s (e.g. python -m common.sweep '
+        raise SweepError('no script: expected one of %s (e.g. python -m tools.sweep '
                          'mnist/deep_cnn.py --grid ...)' % ', '.join(SCRIPTS))
     full = os.path.abspath(path)
     rel = os.path.relpath(full, REPO) if os.path.exists(full) else path
@@ -1334,7 +1334,7 @@ def main(argv):
                                                              FLAGS.storage)
         sweep.study_name = FLAGS.study_name or stem
         sweep.pruner, sweep.eval_interval_secs = FLAGS.pruner, FLAGS.eval_interval_secs
-        sweep.command = shlex.join(['python', '-m', 'common.sweep'] + [
+        sweep.command = shlex.join(['python', '-m', 'tools.sweep'] + [
             _hide_password(arg, FLAGS.storage) if FLAGS.storage else arg
             for arg in sys.argv[1:]])  # stored in the study
         if FLAGS.storage:  # reachable before anything is written
@@ -1361,7 +1361,7 @@ def _parse_flags(argv):
         return FLAGS(argv)
     except flags.UnrecognizedFlagError as e:
         print('error: unknown flag --%s; the script\'s own flags go after -- (python -m '
-              'common.sweep SCRIPT --grid ... -- --max_steps=...)' % e.flagname, file=sys.stderr)
+              'tools.sweep SCRIPT --grid ... -- --max_steps=...)' % e.flagname, file=sys.stderr)
     except flags.Error as e:
         print('error: %s' % e, file=sys.stderr)
     sys.exit(2)
