@@ -99,21 +99,25 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fr
     """Runs one case in this process: {'case', 'examples_per_sec', 'devices'}."""
     import common  # noqa: F401  (before TensorFlow: its CPU defaults)
     import tensorflow as tf
-    from cifar10 import towers
+    from cifar10 import model
+    from cifar10 import multi_gpu_train
     from cifar10 import trainer
+    from common import cluster
     (_, num_towers, precision, xla, use_fp16), = [c for c in CASES if c[0] == name]
     config = dataclasses.replace(
         trainer.DEFAULTS, train_dir=workdir, num_gpus=num_towers, precision=precision, xla=xla,
         min_fraction_of_examples_in_queue=queue_fraction,
-        model=trainer.Model(use_fp16=use_fp16),
+        model=model.Model(use_fp16=use_fp16),
         data_dir=data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
-    devices, session = trainer.session_config(config, multi_tower=True,
-                                              split_gpu_mb=gpu_memory_mb)
+    devices, session_config = trainer.session_config(config, multi_tower=True,
+                                                     split_gpu_mb=gpu_memory_mb)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     with tf.Graph().as_default(), tf.device('/cpu:0'):
-        train_op, losses, summary_op = towers.build_training_graph(config, batches_dir, devices)
-        with trainer.training_session(config, losses[-1], session, len(losses), summary_op,
-                                      tower_losses=losses) as sess:
+        train_op, losses, summary_op = multi_gpu_train.training_graph(config, batches_dir,
+                                                                      devices)
+        with trainer.monitored_session(config, cluster.LOCAL, session_config,
+                                       [trainer.step_logger(config, losses)],
+                                       summary_op) as sess:
             rate = _timed_rate(lambda: sess.run(train_op), config.batch_size * num_towers,
                                seconds, warmup_seconds)
     return {'case': name, 'examples_per_sec': rate, 'devices': devices}

@@ -170,8 +170,10 @@ def mlp(variant, workdir, precision):
 
 def cifar10(variant, workdir, precision):
     from cifar10 import inputs
+    from cifar10 import multi_gpu_train
     from cifar10 import towers
     from cifar10 import trainer
+    from common import cluster
     config = _defaults(trainer.DEFAULTS, 'cifar10', train_dir=workdir, precision=precision)
     devices, session = trainer.session_config(config, multi_tower=True)
     examples = config.batch_size * config.num_gpus
@@ -185,15 +187,15 @@ def cifar10(variant, workdir, precision):
             tower_inputs = list(zip(tf.split(inputs_[0], len(devices)),
                                     tf.split(inputs_[1], len(devices))))
             train_op, _, _ = towers.build_towers(tower_inputs, devices, global_step,
-                                                 config.hparams(), config.model.use_fp16,
-                                                 config.model.conv21)
+                                                 config.hparams(), config.model)
             return train_op, None
         return _fed(build, images, labels, session)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     if variant == 'ours':
-        train_op, losses, summary_op = towers.build_training_graph(config, batches_dir, devices)
-        sess, close = _entered(trainer.training_session(config, losses[-1], session, len(losses),
-                                                        summary_op, tower_losses=losses))
+        train_op, losses, summary_op = multi_gpu_train.training_graph(config, batches_dir,
+                                                                      devices)
+        sess, close = _entered(trainer.monitored_session(
+            config, cluster.LOCAL, session, [trainer.step_logger(config, losses)], summary_op))
         return Workload(examples, lambda: sess.run(train_op), None, close)
     # The input pipeline alone, as --input_pipeline=queue|dataset builds it.
     images, labels = inputs.training_batches(batches_dir, config.batch_size,

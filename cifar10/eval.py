@@ -26,7 +26,6 @@ import tensorflow as tf
 
 from cifar10 import inputs
 from cifar10 import model
-from cifar10 import trainer
 from common import checkpoints
 from common import config as config_lib
 from common import data
@@ -50,9 +49,9 @@ class Config:
                                               lower_bound=1)
     num_examples: int = config_lib.flag(10000, 'Number of examples to run.', lower_bound=1)
     run_once: bool = config_lib.flag(False, 'Whether to run eval only once.')
-    batch_size: int = trainer.batch_size_flag()
-    data_dir: str = trainer.data_dir_flag()
-    model: trainer.Model = trainer.Model()
+    batch_size: int = model.batch_size_flag()
+    data_dir: str = inputs.data_dir_flag()
+    model: 'model.Model' = model.Model()
     precision: str = training.precision_flag()
 
 
@@ -137,7 +136,7 @@ def evaluate_checkpoints(config, given):
     """evaluate's loop, in the --eval_dir it holds."""
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     ckpt_path = wait_for_checkpoint(config)
-    config = dataclasses.replace(config, model=trainer.Model(**checkpoints.take_model_flags(
+    config = dataclasses.replace(config, model=model.Model(**checkpoints.take_model_flags(
         config.checkpoint_dir, config.model.as_dict(), given)))
     session = tf.compat.v1.ConfigProto()
     session.gpu_options.allow_growth = True  # leave the card's memory to the trainer beside us
@@ -169,7 +168,7 @@ def evaluate_checkpoints(config, given):
 def main(argv):
     del argv
     evaluate(config_lib.from_flags(Config, FLAGS, 'cifar10'),
-             config_lib.given(FLAGS, trainer.MODEL_FLAGS))
+             config_lib.given(FLAGS, model.MODEL_FLAGS))
 
 
 def define_flags():

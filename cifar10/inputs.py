@@ -9,6 +9,7 @@ variant of the training input (--input_pipeline=dataset).
 
 import tensorflow as tf
 
+from common import config as config_lib
 from common import data
 
 IMAGE_SIZE = 24
@@ -26,6 +27,13 @@ class CIFAR10Record(object):
     height = 32
     width = 32
     depth = 3
+
+
+def data_dir_flag():
+    """--data_dir: the trainers', the evaluator's and predict.py's."""
+    return config_lib.flag('/tmp/cifar10_data',
+                           'Path to the CIFAR-10 data directory (default: '
+                           '$TF_CLASSICS_DATA/cifar10 when that is set, else /tmp/cifar10_data).')
 
 
 def read_cifar10(filename_queue):

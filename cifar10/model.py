@@ -2,17 +2,21 @@
 
     logits = inference(images)     # conv1 pool1 norm1 conv2 norm2 pool2 local3 local4 softmax_linear
     total_loss = loss(logits, labels)   # cross entropy + L2 weight decay ('losses' collection)
-    train_op = train(total_loss, global_step, batch_size)
+    train_op = train(total_loss, global_step, Hyperparameters(batch_size=128))
 
 1,068,298 parameters. Variables live on the CPU (so that several GPU towers share them), with the
 original initialisers, biases and weight decays. Nothing here reads flags: the scripts pass them.
+`Model` (the flags that change the model's variables) and `Hyperparameters` (the optimiser's)
+are the typed values they pass.
 """
 
+import dataclasses
 import re
 
 import tensorflow as tf
 
 from cifar10 import inputs
+from common import config as config_lib
 from common import summaries
 
 NUM_CLASSES = inputs.NUM_CLASSES
@@ -24,6 +28,37 @@ LEARNING_RATE_DECAY_FACTOR = 0.1  # learning rate decay factor
 INITIAL_LEARNING_RATE = 0.1       # initial learning rate
 
 TOWER_NAME = 'tower'
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """The flags that change the model's variables: a checkpoint is of one Model (the
+    trainers', the evaluator's and predict.py's --conv21 and --use_fp16)."""
+    conv21: bool = config_lib.flag(False, 'Add the report\'s third conv layer conv21 '
+                                          '(optimiser case 1).')
+    use_fp16: bool = config_lib.flag(False, 'Train the model using fp16.')
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+MODEL_FLAGS = tuple(f.name for f in dataclasses.fields(Model))
+
+
+def batch_size_flag():
+    """--batch_size: the trainers' and the evaluator's."""
+    return config_lib.flag(128, 'Number of images to process in a batch.', lower_bound=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """What train() and the towers need to build the optimiser: the batch size (one tower's)
+    sets the decay schedule's steps per epoch."""
+    batch_size: int = 128
+    optimizer: str = 'sgd'  # or 'adam' (the report's cases 1-3)
+    initial_learning_rate: float = INITIAL_LEARNING_RATE
+    decay_factor: float = LEARNING_RATE_DECAY_FACTOR
+    num_epochs_per_decay: float = NUM_EPOCHS_PER_DECAY
 
 
 def _strip_tower(name):
@@ -190,18 +225,17 @@ def apply_gradients(opt, grads, global_step):
     return tf.group(apply_gradient_op, variables_averages_op, name='train'), histograms
 
 
-def train(total_loss, global_step, batch_size, optimizer_name='sgd',
-          initial_learning_rate=INITIAL_LEARNING_RATE, decay_factor=LEARNING_RATE_DECAY_FACTOR,
-          num_epochs_per_decay=NUM_EPOCHS_PER_DECAY, wrap_optimizer=None):
+def train(total_loss, global_step, hparams, wrap_optimizer=None):
     """The single-device train op: one optimiser step plus moving averages. Returns train_op.
 
-    wrap_optimizer, if given, wraps the optimiser (e.g. in a SyncReplicasOptimizer)."""
-    lr = learning_rate(global_step, batch_size, initial_learning_rate, decay_factor,
-                       num_epochs_per_decay)
+    hparams: a Hyperparameters; wrap_optimizer, if given, wraps the optimiser (e.g. in a
+    SyncReplicasOptimizer)."""
+    lr = learning_rate(global_step, hparams.batch_size, hparams.initial_learning_rate,
+                       hparams.decay_factor, hparams.num_epochs_per_decay)
     summaries.scalar('learning_rate', lr)
     loss_averages_op = add_loss_summaries(total_loss)
     with tf.control_dependencies([loss_averages_op]):
-        opt = optimizer(optimizer_name, lr)
+        opt = optimizer(hparams.optimizer, lr)
         if wrap_optimizer:
             opt = wrap_optimizer(opt)
         grads = opt.compute_gradients(total_loss)

@@ -42,7 +42,6 @@ import tensorflow as tf
 
 from cifar10 import inputs
 from cifar10 import model
-from cifar10 import trainer
 from common import checkpoints
 from common import config as config_lib
 from common import data
@@ -67,8 +66,8 @@ class Config:
     sample_grid: str = config_lib.flag(
         None, 'Also draw the first 16 test images in a 4x4 grid with their predicted and true '
         'classes (wrong ones in red) into this PNG file (needs matplotlib).')
-    data_dir: str = trainer.data_dir_flag()
-    model: trainer.Model = trainer.Model()
+    data_dir: str = inputs.data_dir_flag()
+    model: 'model.Model' = model.Model()
 
 
 def define_flags():
@@ -156,7 +155,7 @@ def predict(config, paths, given=()):
                                           'checkpoint_dir', TRAINERS)
     where = ('--checkpoint=%s' % ckpt_path if config.checkpoint
              else '--checkpoint_dir=%s' % config.checkpoint_dir)
-    config = dataclasses.replace(config, model=trainer.Model(**checkpoints.take_model_flags(
+    config = dataclasses.replace(config, model=model.Model(**checkpoints.take_model_flags(
         os.path.dirname(ckpt_path), config.model.as_dict(), given, where)))
     class_names, batches_dir = class_names_from_data(config.data_dir)
     step = checkpoints.step_of(ckpt_path)
@@ -194,7 +193,7 @@ def main(argv):
         sys.exit('error: nothing to do: give image files to classify, --export_dir or '
                  '--sample_grid (see --help)')
     failed = predict(config_lib.from_flags(Config, FLAGS, 'cifar10'), paths,
-                     config_lib.given(FLAGS, trainer.MODEL_FLAGS))
+                     config_lib.given(FLAGS, model.MODEL_FLAGS))
     return 1 if failed else None
 
 

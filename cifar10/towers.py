@@ -96,24 +96,23 @@ def prefetch_queue(tensors, capacity):
     return queue
 
 
-def build_towers(tower_inputs, devices, global_step, hparams, use_fp16=False, conv21=False,
+def build_towers(tower_inputs, devices, global_step, hparams, model_flags=model.Model(),
                  wrap_optimizer=None):
     """Builds one tower per device and the averaged-gradient train op.
 
     Args:
       tower_inputs: one (images, labels) pair per tower, or a callable returning one.
       devices: one device string per tower.
-      hparams: the optimiser settings (trainer.Config.hparams(): batch_size, optimizer_name,
-        initial_learning_rate, decay_factor, num_epochs_per_decay).
+      hparams: the optimiser's model.Hyperparameters (batch_size: one tower's).
+      model_flags: the model.Model (--conv21, --use_fp16).
       wrap_optimizer: if given, wraps the optimiser (e.g. in a SyncReplicasOptimizer).
     Returns:
       (train_op, the towers' losses (one per tower; the last tower's is the one logged),
       summary_op).
     """
-    lr = model.learning_rate(global_step, hparams['batch_size'],
-                             hparams['initial_learning_rate'], hparams['decay_factor'],
-                             hparams['num_epochs_per_decay'])
-    opt = model.optimizer(hparams['optimizer_name'], lr)
+    lr = model.learning_rate(global_step, hparams.batch_size, hparams.initial_learning_rate,
+                             hparams.decay_factor, hparams.num_epochs_per_decay)
+    opt = model.optimizer(hparams.optimizer, lr)
     if wrap_optimizer:
         opt = wrap_optimizer(opt)
     tower_grads, losses = [], []
@@ -123,8 +122,8 @@ def build_towers(tower_inputs, devices, global_step, hparams, use_fp16=False, co
                     tf.compat.v1.name_scope('%s_%d' % (model.TOWER_NAME, i)) as scope:
                 pair = tower_inputs[i]
                 images, labels = pair() if callable(pair) else pair
-                loss = tower_loss(scope, images, labels, use_fp16, conv21,
-                                  summarize=(i == len(devices) - 1))
+                loss = tower_loss(scope, images, labels, model_flags.use_fp16,
+                                  model_flags.conv21, summarize=(i == len(devices) - 1))
                 losses.append(loss)
                 tf.compat.v1.get_variable_scope().reuse_variables()
                 # Summaries from the last tower only.
@@ -141,19 +140,9 @@ def build_towers(tower_inputs, devices, global_step, hparams, use_fp16=False, co
     return train_op, losses, summary_op
 
 
-def build_training_graph(config, batches_dir, devices, wrap_optimizer=None):
-    """The multi-GPU trainer's graph from its trainer.Config: global step, input pipeline,
-    prefetch queue and one tower per device, in the default graph. Returns (train_op, the
-    towers' losses, summary_op)."""
-    global_step = tf.compat.v1.train.get_or_create_global_step()
-    images, labels = inputs.training_batches(batches_dir, config.batch_size,
-                                             config.min_fraction_of_examples_in_queue,
-                                             config.input_pipeline)
-    batch_queue = prefetch_queue([images, labels], capacity=2 * len(devices))
-
+def dequeue_from(batch_queue):
+    """A tower's input: a batch from the prefetch queue, dequeued on the CPU where it lives."""
     def dequeue():
-        with tf.device('/cpu:0'):  # the queue lives on the CPU
+        with tf.device('/cpu:0'):
             return batch_queue.dequeue()
-
-    return build_towers([dequeue] * len(devices), devices, global_step, config.hparams(),
-                        config.model.use_fp16, config.model.conv21, wrap_optimizer)
+    return dequeue

@@ -3,10 +3,11 @@
     python cifar10/train.py --max_steps=100000
     python cifar10/eval.py                       # beside it, polls the checkpoints
 
-Re-running with the same --train_dir resumes from its latest checkpoint; --fresh moves the old
-directory aside and starts over. The flags of each run are saved in train_dir/flags-*.json.
-The session, hooks, cluster and train_dir handling it shares with multi_gpu_train.py are in
-cifar10/trainer.py.
+Re-running with the same --train_dir resumes from its latest checkpoint (a finished run does
+nothing); --fresh moves the old directory aside and starts over. The flags of each run are
+saved in train_dir/flags-*.json. What train() shares with multi_gpu_train.py (the session
+config, the run folder, the monitored session and its hooks) is in cifar10/trainer.py; the
+cluster (one worker of it, or cluster.LOCAL alone) in common/cluster.py.
 """
 
 from absl import app
@@ -18,29 +19,47 @@ from cifar10 import inputs
 from cifar10 import model
 from cifar10 import trainer
 from common import cluster
+from common import data
 from common import training
 
 FLAGS = flags.FLAGS
 
 
-def build_graph(config, batches_dir, devices, wrap_optimizer):
-    """The single-device graph: global step, distorted inputs (on the CPU), inference, loss
-    and the train op. Returns (train_op, [loss], None: every summary)."""
-    del devices  # one device: TensorFlow's placement
-    global_step = tf.compat.v1.train.get_or_create_global_step()
-    with tf.device('/cpu:0'):
-        images, labels = inputs.training_batches(batches_dir, config.batch_size,
-                                                 config.min_fraction_of_examples_in_queue,
-                                                 config.input_pipeline)
-    logits = model.inference(images, config.model.use_fp16, config.model.conv21)
-    loss = model.loss(logits, labels)
-    train_op = model.train(loss, global_step, wrap_optimizer=wrap_optimizer, **config.hparams())
-    return train_op, [loss], None
-
-
 def train(config, record):
-    """Builds the single-device graph and trains it (as one worker of a cluster, if asked)."""
-    trainer.run(config, record, build_graph)
+    """Train CIFAR-10 for a number of steps (as one worker of a cluster, if asked). record:
+    the run's training.flags_record, saved in --train_dir."""
+    session_config = trainer.session_config(config)
+    role = cluster.join(config.cluster, session_config)  # a ps task serves here, never returns
+    trainer.check_done(config, role)
+    batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
+    with trainer.run_folder(config, role, record), training.seeded_graph(config.seed), \
+            role.graph_device():
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+
+        # Get images and labels for CIFAR-10, on the CPU.
+        with tf.device('/cpu:0'):
+            images, labels = inputs.training_batches(batches_dir, config.batch_size,
+                                                     config.min_fraction_of_examples_in_queue,
+                                                     config.input_pipeline)
+
+        # Build a Graph that computes the logits predictions from the inference model.
+        logits = model.inference(images, config.model.use_fp16, config.model.conv21)
+
+        # Calculate loss.
+        loss = model.loss(logits, labels)
+
+        # Build a Graph that trains the model with one batch of examples and updates the
+        # model parameters.
+        train_op = model.train(loss, global_step, config.hparams(), role.wrap_optimizer)
+
+        hooks = [trainer.step_logger(config, [loss])]  # the NaN check and the log line
+        with trainer.monitored_session(config, role, session_config, hooks) as mon_sess:
+            while not mon_sess.should_stop():
+                mon_sess.run(train_op)
+
+
+def define_flags():
+    trainer.define_flags()
 
 
 def main(argv):
@@ -49,6 +68,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    trainer.define_flags()
+    define_flags()
     app.run(training.main_for(main, 'train_dir', 'initial_learning_rate',
                               errors=(cluster.ClusterError,)))

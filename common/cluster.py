@@ -125,38 +125,100 @@ def exposure_line(cl):
             % (cl.job_name, cl.task_index, address.rsplit(':', 1)[-1], interfaces))
 
 
-def join(settings):
-    """Joins the cluster that settings (or TF_CONFIG) describe; returns it, or None when
-    training locally. A ps task serves its variables until it is killed and never returns.
-    Raises ClusterError (naming the flag) for an inconsistent description."""
+class Local(object):
+    """Training alone: the stand-in for a cluster's worker. It is the chief, talks to no
+    other task, and leaves the graph's placement and the optimiser as they are."""
+    is_chief = True
+    master = ''
+    wrap_optimizer = None
+
+    def graph_device(self, device=None):
+        """The device scope of the whole graph: `device`, or TensorFlow's placement."""
+        return tf.device(device) if device else contextlib.nullcontext()
+
+    def hooks(self, session_config):
+        del session_config
+        return []
+
+    def connect(self, session_config, seconds):
+        del session_config, seconds
+
+
+LOCAL = Local()
+
+
+class Worker(object):
+    """A worker task of a cluster: its server, its place in the graph (variables on the ps
+    tasks), the SyncReplicasOptimizer of --sync_replicas, the hooks and the session of a
+    non-chief. Worker 0 is the chief."""
+
+    def __init__(self, cl, server, sync_replicas, hosts_text):
+        self.cl, self.server, self.hosts_text = cl, server, hosts_text
+        self.is_chief = cl.task_index == 0
+        self.master = server.target
+        self._sync = SyncReplicas(cl) if sync_replicas else None
+        self.wrap_optimizer = self._sync.wrap if self._sync else None
+
+    def graph_device(self, device=None):
+        return graph_device(self.cl, device)
+
+    def hooks(self, session_config):
+        """Its hooks (sync replicas', and the count of its own steps printed at the end);
+        session_config is changed so that it talks to the ps tasks and itself only."""
+        return worker_hooks(self.cl, session_config, self._sync, self.is_chief) + [
+            _LocalStepsHook(self.cl.task_index)]
+
+    def connect(self, session_config, seconds):
+        """Returns once every ps task answers; a one-line error after `seconds`."""
+        reach_ps_tasks(self.cl, self.master, session_config, seconds, self.hosts_text)
+
+    def worker_session(self, scaffold, session_config, hooks, stop_grace_period_secs):
+        """A non-chief's session: it waits for the chief's model, restores nothing and
+        writes nothing."""
+        return tf.compat.v1.train.MonitoredSession(
+            session_creator=WorkerSessionCreator(self.cl.task_index, scaffold=scaffold,
+                                                 master=self.master, config=session_config),
+            hooks=hooks, stop_grace_period_secs=stop_grace_period_secs)
+
+
+def join(settings, session_config):
+    """This task's part in the cluster that settings (or TF_CONFIG) describe: LOCAL when
+    training alone, else a Worker (its server started with session_config). A ps task serves
+    its variables until it is killed and never returns. Raises ClusterError (naming the flag)
+    for an inconsistent description."""
     cl = from_settings(settings)
-    if cl is not None and cl.job_name == 'ps':
+    if cl is None:
+        return LOCAL
+    if cl.job_name == 'ps':
         server = tf.compat.v1.train.Server(cl.spec, job_name='ps', task_index=cl.task_index)
         print(exposure_line(cl), flush=True)
         print('ps task %d serving at %s' % (cl.task_index, server.target), flush=True)
         server.join()
-    return cl
-
-
-def worker_server(cl, session_config):
-    """This worker's server (with the session config that gives it its devices); None
-    locally."""
-    if cl is None:
-        return None
     server = tf.compat.v1.train.Server(cl.spec, job_name='worker', task_index=cl.task_index,
                                        config=session_config)
     print(exposure_line(cl), flush=True)
-    return server
+    return Worker(cl, server, settings.sync_replicas, settings.ps_hosts or 'TF_CONFIG')
 
 
 def graph_device(cl, device=None):
-    """The device scope of the whole graph: `device` (None: TensorFlow's placement) locally; in
-    a cluster, variables on the ps tasks (round robin) and everything else on this worker's
-    `device`."""
-    if cl is None:
-        return tf.device(device) if device else contextlib.nullcontext()
+    """The device scope of the whole graph in a cluster: variables on the ps tasks (round
+    robin) and everything else on this worker's `device`."""
     return tf.compat.v1.device(tf.compat.v1.train.replica_device_setter(
         worker_device='/job:worker/task:%d%s' % (cl.task_index, device or ''), cluster=cl.spec))
+
+
+class _LocalStepsHook(tf.compat.v1.train.SessionRunHook):
+    """Prints 'worker N: K local steps' at the end (before the session's queue-runner threads
+    are stopped, which may complain once the other workers have gone)."""
+
+    def __init__(self, task_index):
+        self._task_index, self._steps = task_index, 0
+
+    def after_run(self, run_context, run_values):
+        self._steps += 1
+
+    def end(self, session):
+        print('worker %d: %d local steps' % (self._task_index, self._steps), flush=True)
 
 
 class SyncReplicas(object):

@@ -44,7 +44,7 @@ def test_cifar10_flops_per_step():
         global_step = tf.compat.v1.train.get_or_create_global_step()
         logits = model.inference(tf.zeros([128, 24, 24, 3]))
         loss = model.loss(logits, tf.zeros([128], tf.int32))
-        train_op = model.train(loss, global_step, batch_size=128)
+        train_op = model.train(loss, global_step, model.Hyperparameters(batch_size=128))
         conv1 = 2 * 128 * 24 * 24 * 64 * 5 * 5 * 3
         rest = 2 * 128 * (12 * 12 * 64 * 5 * 5 * 64 + 6 * 6 * 64 * 384 + 384 * 192 + 192 * 10)
         assert flops.step_flops(train_op) == 2 * conv1 + 3 * rest  # 13.48 GFLOP

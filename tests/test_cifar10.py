@@ -1,5 +1,6 @@
 """The CIFAR-10 tutorial: model, reader, tower gradient averaging, train/eval scripts."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -166,7 +167,7 @@ def _one_step(num_towers, images, labels, init=None):
         devices = ['/cpu:%d' % i for i in range(num_towers)]
         train_op, _, summary_op = towers.build_towers(
             tower_inputs, devices, global_step,
-            dict(trainer.DEFAULTS.hparams(), batch_size=len(images) // num_towers))
+            dataclasses.replace(trainer.DEFAULTS.hparams(), batch_size=len(images) // num_towers))
         variables = tf.compat.v1.trainable_variables()
         config = tf.compat.v1.ConfigProto(device_count={'CPU': 2}, allow_soft_placement=False)
         with tf.compat.v1.Session(config=config) as sess:
@@ -364,7 +365,7 @@ def test_fp16_model_trains_a_step():
         images = tf.random.normal([4, 24, 24, 3], seed=1)
         logits = model.inference(images, use_fp16=True)
         total_loss = model.loss(logits, tf.constant([0, 1, 2, 3]))
-        train_op = model.train(total_loss, global_step, 4)
+        train_op = model.train(total_loss, global_step, model.Hyperparameters(batch_size=4))
         assert tf.compat.v1.trainable_variables()[0].dtype.base_dtype == tf.float16
         with tf.compat.v1.Session() as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
@@ -658,7 +659,7 @@ TOWER_LOSSES = """
 import dataclasses, json, sys
 import common
 import tensorflow as tf
-from cifar10 import towers, trainer
+from cifar10 import multi_gpu_train, trainer
 from common import data, training
 config = dataclasses.replace(trainer.DEFAULTS, num_gpus=2, seed=1, input_pipeline='dataset',
                              min_fraction_of_examples_in_queue=0.01,
@@ -667,7 +668,7 @@ devices, session = trainer.session_config(config, multi_tower=True)
 batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
 out = []
 with training.seeded_graph(config.seed), tf.device('/cpu:0'):
-    train_op, losses, _ = towers.build_training_graph(config, batches_dir, devices)
+    train_op, losses, _ = multi_gpu_train.training_graph(config, batches_dir, devices)
     with tf.compat.v1.Session(config=session) as sess:
         sess.run(tf.compat.v1.global_variables_initializer())
         coord = tf.compat.v1.train.Coordinator()
@@ -686,7 +687,7 @@ def test_the_first_20_losses_are_those_of_the_code_before_the_layout_change(tmp_
     input (tf.data, seeded) and kernels (TF_DETERMINISTIC_OPS=1, oneDNN off). train.py: its
     event files' `total_loss (raw)` at steps 1-20. multi_gpu_train.py with 2 towers: which
     tower dequeues which of a step's two batches is a race, so each step's pair of tower
-    losses is compared sorted; they come from its graph (towers.build_training_graph) run
+    losses is compared sorted; they come from its graph (multi_gpu_train.training_graph) run
     without summaries, since the input-image summary takes batches in a race too."""
     with open(os.path.join(os.path.dirname(__file__), 'data', 'cifar10_first_losses.json')) as f:
         before = json.load(f)
