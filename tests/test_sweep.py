@@ -47,7 +47,9 @@ def _study(sweep_dir):
 
 
 def _flag_files(folder):
-    return glob.glob(os.path.join(folder, 'flags-*.json'))
+    """The flags files of the script's run folder in a trial's (or seed's) folder: logs/, as
+    common/scripts.py lays mnist_with_summaries' out."""
+    return glob.glob(os.path.join(folder, 'logs', 'flags-*.json'))
 
 
 # The cases run in order: a good run, one that diverges (learning rate 1e30: the scripts' one-line
@@ -165,8 +167,8 @@ def test_the_table_at_the_end_and_with_summary(killed_and_resumed):
     assert rows[0][2] == '%.4f' % good.value and rows[0][3] == '300'
     assert rows[2][2] == '—'
     assert '3 trial(s): 1 done, 1 pruned, 1 diverged.' in table
-    best = '    python %s --log_dir=%s/trial-0000-rerun --learning_rate=0.001 --max_steps=300 ' \
-        '--seed=0' % (SCRIPT, sweep_dir)
+    best = '    python %s --log_dir=%s/trial-0000-rerun/logs --learning_rate=0.001 ' \
+        '--max_steps=300 --seed=0' % (SCRIPT, sweep_dir)
     assert best in table.splitlines()
     again = _sweep('--summary', '--sweep_dir=' + sweep_dir, timeout=60)
     assert again.returncode == 0 and again.stdout == table[:len(again.stdout)]
@@ -218,7 +220,8 @@ def test_tensorboard_serves_the_sweeps_hparams(killed_and_resumed):
                                 'STATUS_RUNNING'],
             'colParams': [{'hparam': 'learning_rate', 'includeInResult': True}] + [
                 {'metric': m, 'includeInResult': True} for m in metrics]})['sessionGroups']
-        url = ('http://127.0.0.1:%d/data/plugin/scalars/scalars?run=trial-0000/test&tag=accuracy'
+        url = ('http://127.0.0.1:%d/data/plugin/scalars/scalars?run=trial-0000/logs/test'
+               '&tag=accuracy'
                % port)
         with urllib.request.urlopen(url, timeout=10) as response:
             curve = json.loads(response.read())
@@ -513,7 +516,7 @@ def test_grid_and_cases_budgets_and_the_commands():
                    trials=100, seeds=3, flag_reader=reader)
     assert s.sampler == 'grid' and s.budget == 6 and s.seeds == [0, 1, 2]
     assert sweep.commands(s, '/s/trial-0004', {'max_learning_rate': 0.001, 'batch_size': 50}, 2) \
-        == [['python', 'mnist/deep_cnn.py', '--log_dir=/s/trial-0004', '--batch_size=50',
+        == [['python', 'mnist/deep_cnn.py', '--log_dir=/s/trial-0004/logs', '--batch_size=50',
              '--max_learning_rate=0.001', '--seed=2']]
     # cases: each flag a case leaves out takes the script's default
     s = sweep.plan('mnist/deep_cnn.py', ['--max_steps=10'],

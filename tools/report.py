@@ -16,7 +16,7 @@ last checkpoint's predicted and true classes, wrong ones in red). Re-running ski
 (result.json present) and resumes a killed one from its checkpoint. CIFAR-10 training and its
 evaluator run at the same time, as in the report; the figure is the evaluator's precision @ 1
 on the last checkpoint. Every figure and chart is read from the experiment's TensorBoard event
-files (FIGURES, CURVES), never from its log.
+files (figure(): common/scripts.py; CURVES), never from its log.
 """
 
 import argparse
@@ -34,6 +34,7 @@ import sys
 import time
 
 from common import provenance
+from common.scripts import SCRIPTS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -131,37 +132,36 @@ def _run(cmd, log, env):
 
 
 def _commands(exp, run_dir, quick, seed):
-    """The commands of one experiment run; CIFAR-10's evaluator is returned separately."""
+    """The commands of one experiment run (its script's folder flag as common/scripts.py lays
+    the run's folder out); CIFAR-10's evaluator is returned separately."""
     args = list(exp.quick_args if quick else exp.args)
     if seed is not None:
         args.append('--seed=%d' % seed)
     py = _python()
-    if exp.kind == 'cnn_mnist':
-        return [[py, exp.script, '--model_dir=%s/model' % run_dir] + args], None, None
-    if exp.kind in ('summaries', 'deep_cnn', 'mlp', 'mlp_grid'):
-        return [[py, exp.script, '--log_dir=%s/logs' % run_dir] + args], None, None
-    train_dir, eval_dir = '%s/train' % run_dir, '%s/eval' % run_dir
-    eval_args = [py, 'cifar10/eval.py', '--checkpoint_dir=' + train_dir,
-                 '--eval_dir=' + eval_dir]
+    script = SCRIPTS[exp.script]
+    train = [py, exp.script, '--%s=%s' % (script.run_dir_flag,
+                                          os.path.join(run_dir, script.run_subdir))] + args
+    if not script.evaluator:
+        return [train], None, None
+    eval_args = [py, script.evaluator,
+                 '--checkpoint_dir=' + os.path.join(run_dir, script.run_subdir),
+                 '--eval_dir=' + os.path.join(run_dir, script.events)]
     eval_args += [a for a in args if a == '--conv21']  # the evaluator builds the same model
     if quick:
         eval_args.append('--num_examples=500')
     poller = eval_args + ['--eval_interval_secs=%d' % (2 if quick else 27)]
     final = eval_args + ['--run_once']
-    return [[py, exp.script, '--train_dir=' + train_dir] + args], poller, final
+    return [train], poller, final
 
 
-# kind -> (event folder under the run dir, tag, unit) of the reproduced figure: the tag's
-# value at the highest step, divided by unit (a fraction). The MLP writes percent
-# (mnist/mlp.py --log_dir); mlp_grid reads one folder per configuration below its folder.
-FIGURES = {
-    'cnn_mnist': ('model/eval', 'accuracy', 1),
-    'summaries': ('logs/test', 'accuracy', 1),
-    'deep_cnn': ('logs', 'test/accuracy', 1),
-    'mlp': ('logs', 'test_accuracy', 100),
-    'mlp_grid': ('logs', 'test_accuracy', 100),
-    'cifar10': ('eval', 'Precision @ 1', 1),
-}
+def figure(exp):
+    """(event folder under the run dir, tag, unit) of an experiment's reproduced figure: its
+    script's (common/scripts.py), the tag's value at the highest step divided by unit (a
+    fraction). mlp_grid reads one folder per configuration below the folder."""
+    script = SCRIPTS[exp.script]
+    return script.events, script.tag, script.unit
+
+
 # Event files hold float32: six decimals are all they tell (0.9926, not 0.9926000237).
 DECIMALS = 6
 # An MLP grid configuration's folder (mnist/mlp.py's GRID_FOLDER, hidden_%d_lr_%g).
@@ -196,7 +196,7 @@ def grid_results(run_dir):
     """The MLP grid's configurations in the grid's order (hidden size up, learning rate
     down): [(hidden, learning rate as written, final test accuracy in percent or None where
     the configuration diverged)]."""
-    folder, tag, _ = FIGURES['mlp_grid']
+    folder, tag = SCRIPTS['mnist/mlp.py'].events, SCRIPTS['mnist/mlp.py'].tag
     root = os.path.join(run_dir, folder)
     rows = []
     for name in os.listdir(root) if os.path.isdir(root) else []:
@@ -213,7 +213,7 @@ def grid_results(run_dir):
 def parse_result(exp, run_dir):
     """The reproduced figure (a fraction) from the experiment's event files, and extra
     facts."""
-    folder, tag, unit = FIGURES[exp.kind]
+    folder, tag, unit = figure(exp)
     if exp.kind == 'mlp_grid':
         rows = grid_results(run_dir)
         if not rows:
@@ -311,7 +311,7 @@ def read_curves(exp, run_dir):
     configuration, its final test accuracy, 0 where it diverged)."""
     if exp.kind == 'mlp_grid':
         rows = grid_results(run_dir)
-        unit = FIGURES['mlp_grid'][2]
+        unit = SCRIPTS['mnist/mlp.py'].unit
         return [('test accuracy by configuration', ['%d/%s' % (h, lr) for h, lr, _ in rows],
                  [(acc or 0.0) / unit for _, _, acc in rows])]
     curves = []

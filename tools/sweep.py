@@ -59,6 +59,8 @@ import time
 from absl import app
 from absl import flags
 
+from common import scripts as script_table
+
 try:
     import optuna
     from optuna.trial import TrialState
@@ -72,33 +74,21 @@ FLAGS = flags.FLAGS
 # The scripts a sweep runs, and where each writes its test figure
 # ---------------------------------------------------------------------------------------------
 
-# run_dir_flag: the folder flag the sweep sets (run_subdir: its folder inside the run's);
-# events/tag: the event files (a folder under the run's) and the scalar tag of the figure;
-# evaluator: the script that measures the figure on the checkpoints (CIFAR-10).
-Script = collections.namedtuple(
-    'Script', 'path module run_dir_flag run_subdir steps_flag metric events tag evaluator')
-
+# The scripts a sweep runs, their folder flags and where each writes its test figure:
+# common/scripts.py, the table the report and the benchmark read too.
+SCRIPTS = script_table.SCRIPTS
 MNIST_METRIC, CIFAR_METRIC = 'test_accuracy', 'precision_at_1'
-SCRIPTS = collections.OrderedDict((s.path, s) for s in [
-    Script('mnist/cnn_mnist.py', 'mnist.cnn_mnist', 'model_dir', '', 'train_steps',
-           MNIST_METRIC, 'eval', 'accuracy', None),
-    Script('mnist/mnist_with_summaries.py', 'mnist.mnist_with_summaries', 'log_dir', '',
-           'max_steps', MNIST_METRIC, 'test', 'accuracy', None),
-    Script('mnist/deep_cnn.py', 'mnist.deep_cnn', 'log_dir', '', 'max_steps', MNIST_METRIC, '',
-           'test/accuracy', None),
-    Script('mnist/mlp.py', 'mnist.mlp', None, '', 'num_steps', MNIST_METRIC, None, None, None),
-    Script('cifar10/train.py', 'cifar10.train', 'train_dir', 'train', 'max_steps', CIFAR_METRIC,
-           'eval', 'Precision @ 1', 'cifar10/eval.py'),
-    Script('cifar10/multi_gpu_train.py', 'cifar10.multi_gpu_train', 'train_dir', 'train',
-           'max_steps', CIFAR_METRIC, 'eval', 'Precision @ 1', 'cifar10/eval.py'),
-])
 METRIC_NAMES = {MNIST_METRIC: 'test accuracy', CIFAR_METRIC: 'precision @ 1'}
+
+
+def metric(script):
+    """The HParams metric of a script's figure: CIFAR-10's evaluator's, or a test accuracy."""
+    return CIFAR_METRIC if script.evaluator else MNIST_METRIC
 # Flags a sweep sets itself, or that would make a trial something else than one training run.
 NOT_SWEPT = {'fresh': 'a trial resumes its own folder', 'grid': "mlp.py's own grid",
              'plot_samples': 'it draws samples instead of training', 'run_once': None,
              'job_name': 'a cluster task', 'ps_hosts': 'a cluster task',
              'worker_hosts': 'a cluster task', 'task_index': 'a cluster task'}
-MLP_TEST_LINE = re.compile(r'^Loss at step (\d+):.*\n.*\n\s*Test accuracy: ([\d.]+)%$', re.M)
 DIVERGED_LINE = re.compile(r'^error: Model diverged .*? at step (\d+)')
 
 HEARTBEAT_SECS, GRACE_SECS = 30, 120  # another machine's trial is given up after GRACE_SECS
@@ -733,27 +723,17 @@ class EventReader(object):
 
 class Figures(object):
     """The figures a run writes, read as they come: (step, value) pairs of the script's test
-    figure from its event files (incrementally), or for mlp.py from its log."""
+    figure (a fraction) from its event files, incrementally."""
 
-    def __init__(self, script, run_dir, log_path):
+    def __init__(self, script, run_dir):
         self._script = script
-        self._folder = os.path.join(run_dir, script.events) if script.events is not None else None
-        self._log_path = log_path
-        self._log_start = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+        self._folder = os.path.join(run_dir, script.events)
         self._readers = {}
         self.values = {}  # step -> (wall_time, value): the latest value written at each step
 
     def read(self):
         """Reads what is new; returns the steps that got a value."""
         new = set()
-        if self._folder is None:
-            with open(self._log_path) as f:
-                f.seek(self._log_start)
-                for step, acc in MLP_TEST_LINE.findall(f.read()):
-                    if int(step) not in self.values:
-                        new.add(int(step))
-                    self.values[int(step)] = (0.0, float(acc) / 100)
-            return sorted(new)
         from tensorboard.util import tensor_util
         for path in sorted(glob.glob(os.path.join(self._folder, '*tfevents*'))):
             if path not in self._readers:
@@ -765,7 +745,8 @@ class Figures(object):
                     value = (v.simple_value if v.HasField('simple_value')
                              else float(tensor_util.make_ndarray(v.tensor)))
                     if event.wall_time >= self.values.get(event.step, (-1, None))[0]:
-                        self.values[event.step] = (event.wall_time, float(value))
+                        self.values[event.step] = (event.wall_time,
+                                                   float(value) / self._script.unit)
                         new.add(event.step)
         return sorted(new)
 
@@ -820,9 +801,9 @@ def write_experiment(sweep):
         else:
             domain = hp.Discrete(p.values)
         hparams.append(hp.HParam(name, domain, description=sweep.info[name]['help']))
-    metric = sweep.script.metric
-    metrics = [hp.Metric(metric, display_name=METRIC_NAMES[metric],
-                         description='the trial\'s %s (at its last step)' % METRIC_NAMES[metric]),
+    name = metric(sweep.script)
+    metrics = [hp.Metric(name, display_name=METRIC_NAMES[name],
+                         description='the trial\'s %s (at its last step)' % METRIC_NAMES[name]),
                hp.Metric('steps', description='the last step the run reached'),
                hp.Metric('wall_seconds', description='the run\'s wall time')]
     write_events(sweep.sweep_dir, hp.hparams_config_pb(hparams, metrics), name=EXPERIMENT_FILE)
@@ -921,9 +902,7 @@ def commands(sweep, run_dir, params, seed):
     script = sweep.script
     py = 'python'
     cmd = [py, script.path]
-    if script.run_dir_flag:
-        folder = os.path.join(run_dir, script.run_subdir) if script.run_subdir else run_dir
-        cmd.append('--%s=%s' % (script.run_dir_flag, folder))
+    cmd.append('--%s=%s' % (script.run_dir_flag, os.path.join(run_dir, script.run_subdir)))
     cmd += sweep.args(params, seed)
     if not script.evaluator:
         return [cmd]
@@ -972,7 +951,7 @@ def run_once(sweep, trial, run_dir, params, seed, group, report, stopping, heart
     os.makedirs(run_dir, exist_ok=True)
     write_session_start(run_dir, params, group)
     log_path = os.path.join(run_dir, 'log.txt')
-    figures = Figures(script, run_dir, log_path)
+    figures = Figures(script, run_dir)
     cmds = commands(sweep, run_dir, params, seed)
     start = time.time()
     log = open(log_path, 'a')
@@ -1029,13 +1008,13 @@ def run_once(sweep, trial, run_dir, params, seed, group, report, stopping, heart
             state, step = 'diverged', int(diverged.group(1))
         elif rc == 0:
             state, last = 'failed', 'no %s in %s' % (
-                METRIC_NAMES[script.metric], os.path.join(run_dir, script.events or 'log.txt'))
+                METRIC_NAMES[metric(script)], os.path.join(run_dir, script.events))
         elif stopping.requested:
             state = 'interrupted'
         else:
             state = 'failed'
     if state != 'interrupted':
-        write_session_end(run_dir, script.metric, value, step, wall, state)
+        write_session_end(run_dir, metric(script), value, step, wall, state)
     return RunResult(state, value, step, wall, last)
 
 
@@ -1099,7 +1078,7 @@ def run_trial(sweep, study, trial, stopping):
         trial.set_user_attr('outcome', 'failed')
         trial.set_user_attr('last_line', results[-1].last_line[:500])
         study.tell(trial, state=TrialState.FAIL)
-    what = METRIC_NAMES[sweep.script.metric]
+    what = METRIC_NAMES[metric(sweep.script)]
     detail = {'done': '%s %s at step %d' % (what, _fmt(value, trial.user_attrs.get('std')), steps),
               'pruned': 'at step %d (%s %s)' % (steps, what, _fmt(value)),
               'diverged': results[-1].last_line,
@@ -1213,7 +1192,7 @@ def summary(study, sweep_dir=None):
     """The table of a study, sorted by the figure, and the command of the best trial."""
     definition = study.user_attrs.get('sweep') or {}
     script = SCRIPTS.get(definition.get('script'))
-    what = METRIC_NAMES[script.metric] if script else 'value'
+    what = METRIC_NAMES[metric(script)] if script else 'value'
     trials = study.get_trials(deepcopy=False)
     retried = {}
     for t in trials:
