@@ -34,6 +34,7 @@ from common import entry
 from common import summaries
 from common import training
 from mnist import input_data
+from mnist import trainer
 
 FLAGS = flags.FLAGS
 
@@ -138,7 +139,7 @@ class ScalarLog(object):
     def __init__(self, log_dir):
         self._writer = tf.compat.v1.summary.FileWriter(log_dir) if log_dir else None
         if self._writer:
-            input_data.start_event_files([self._writer], 0)
+            trainer.start_event_files([self._writer], 0)
 
     def write(self, step, **values):
         if self._writer:
