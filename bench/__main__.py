@@ -1,8 +1,7 @@
 """python -m bench: see bench/run.py."""
-from absl import app
-
+import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 from bench import run
+from common import entry
 
 if __name__ == '__main__':
-    run.define_flags()
-    app.run(run.main)
+    entry.run(run.define_flags, run.main)

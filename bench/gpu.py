@@ -32,11 +32,11 @@ import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 
 import bench
 from common import data
+from common import entry
 from common import provenance
 
 FLAGS = flags.FLAGS
@@ -273,5 +273,4 @@ def _line(row):
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(main)
+    entry.run(define_flags, main)

@@ -36,11 +36,11 @@ import sys
 import tempfile
 import types
 
-from absl import app
 from absl import flags
 
 import bench
 import common  # noqa: F401  (before TensorFlow: its CPU defaults)
+from common import entry
 from common import provenance
 
 FLAGS = flags.FLAGS
@@ -291,5 +291,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(main)
+    entry.run(define_flags, main)

@@ -25,6 +25,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from common import data
+from common import entry
 from common import provenance
 from common import serving
 
@@ -142,5 +143,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(main)
+    entry.run(define_flags, main)

@@ -175,7 +175,7 @@ def cifar10(variant, workdir, precision):
     from cifar10 import trainer
     from common import cluster
     config = _defaults(trainer.DEFAULTS, 'cifar10', train_dir=workdir, precision=precision)
-    devices, session = trainer.session_config(config, multi_tower=True)
+    devices, session_config = trainer.session_config(config, multi_tower=True)
     examples = config.batch_size * config.num_gpus
     if variant == 'ours_fed':
         rng = np.random.RandomState(0)
@@ -189,13 +189,14 @@ def cifar10(variant, workdir, precision):
             train_op, _, _ = towers.build_towers(tower_inputs, devices, global_step,
                                                  config.hparams(), config.model)
             return train_op, None
-        return _fed(build, images, labels, session)
+        return _fed(build, images, labels, session_config)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     if variant == 'ours':
         train_op, losses, summary_op = multi_gpu_train.training_graph(config, batches_dir,
                                                                       devices)
         sess, close = _entered(trainer.monitored_session(
-            config, cluster.LOCAL, session, [trainer.step_logger(config, losses)], summary_op))
+            config, cluster.LOCAL, session_config, [trainer.step_logger(config, losses)],
+            summary_op))
         return Workload(examples, lambda: sess.run(train_op), None, close)
     # The input pipeline alone, as --input_pipeline=queue|dataset builds it.
     images, labels = inputs.training_batches(batches_dir, config.batch_size,

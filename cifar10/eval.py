@@ -18,7 +18,6 @@ import math
 import os
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
@@ -29,6 +28,7 @@ from cifar10 import model
 from common import checkpoints
 from common import config as config_lib
 from common import data
+from common import entry
 from common import training
 
 FLAGS = flags.FLAGS
@@ -56,7 +56,7 @@ class Config:
 
 
 def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_examples, batch_size,
-              config=None, variables=None):
+              session_config=None, variables=None):
     """Evaluates one checkpoint on exactly num_examples examples.
 
     variables: the saver's variables by checkpoint name, checked against the checkpoint first
@@ -64,7 +64,7 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
     Returns the precision @ 1, or None when the checkpoint vanished before it was restored.
     """
     global_step = checkpoints.step_of(ckpt_path)
-    with tf.compat.v1.Session(config=config) as sess:
+    with tf.compat.v1.Session(config=session_config) as sess:
         try:
             if variables is not None:
                 checkpoints.check_checkpoint(ckpt_path, variables, 'the model evaluated')
@@ -87,17 +87,18 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
                 predictions = sess.run(top_k_op)
                 # The last batch runs past num_examples: count only what belongs.
                 true_count += int(np.sum(predictions[:num_examples - step * batch_size]))
-            precision = true_count / num_examples
-            print('%s: precision @ 1 = %.3f' % (datetime.datetime.now(), precision), flush=True)
+            precision_at_1 = true_count / num_examples
+            print('%s: precision @ 1 = %.3f' % (datetime.datetime.now(), precision_at_1),
+                  flush=True)
             summary = tf.compat.v1.Summary()
             summary.ParseFromString(sess.run(summary_op))
-            summary.value.add(tag='Precision @ 1', simple_value=precision)
+            summary.value.add(tag='Precision @ 1', simple_value=precision_at_1)
             summary_writer.add_summary(summary, global_step)
             summary_writer.flush()
         finally:
             coord.request_stop()
             coord.join(threads, stop_grace_period_secs=10)
-    return precision
+    return precision_at_1
 
 
 def wait_for_checkpoint(config):
@@ -138,9 +139,9 @@ def evaluate_checkpoints(config, given):
     ckpt_path = wait_for_checkpoint(config)
     config = dataclasses.replace(config, model=model.Model(**checkpoints.take_model_flags(
         config.checkpoint_dir, config.model.as_dict(), given)))
-    session = tf.compat.v1.ConfigProto()
-    session.gpu_options.allow_growth = True  # leave the card's memory to the trainer beside us
-    training.set_precision(session, config.precision)
+    session_config = tf.compat.v1.ConfigProto()
+    session_config.gpu_options.allow_growth = True  # leave GPU memory to the trainer beside us
+    training.set_precision(session_config, config.precision)
     with tf.Graph().as_default() as g:
         images, labels = inputs.inputs(EVAL_FILES[config.eval_data](batches_dir),
                                        config.batch_size, EVAL_RECORDS[config.eval_data])
@@ -155,7 +156,7 @@ def evaluate_checkpoints(config, given):
             while True:
                 if ckpt_path != last_evaluated:
                     eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path,
-                              config.num_examples, config.batch_size, session, variables)
+                              config.num_examples, config.batch_size, session_config, variables)
                     last_evaluated = ckpt_path
                 if config.run_once:
                     break
@@ -176,5 +177,4 @@ def define_flags():
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(training.main_for(main, interrupted='Interrupted: evaluator stopped.'))
+    entry.run(define_flags, main, interrupted='Interrupted: evaluator stopped.')

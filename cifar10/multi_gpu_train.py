@@ -15,7 +15,6 @@ The report's run (0.838 precision @ 1):
         --min_fraction_of_examples_in_queue=0.2
 """
 
-from absl import app
 from absl import flags
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
@@ -25,6 +24,7 @@ from cifar10 import towers
 from cifar10 import trainer
 from common import cluster
 from common import data
+from common import entry
 from common import training
 
 FLAGS = flags.FLAGS
@@ -79,6 +79,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(training.main_for(main, 'train_dir', 'initial_learning_rate',
-                              errors=(cluster.ClusterError,)))
+    entry.run(define_flags, main, 'initial_learning_rate', errors=(cluster.ClusterError,))

@@ -34,7 +34,6 @@ import dataclasses
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
@@ -45,8 +44,8 @@ from cifar10 import model
 from common import checkpoints
 from common import config as config_lib
 from common import data
+from common import entry
 from common import serving
-from common import training
 
 FLAGS = flags.FLAGS
 
@@ -199,4 +198,4 @@ def main(argv):
 
 if __name__ == '__main__':
     define_flags()
-    app.run(training.main_for(main, errors=(serving.ExportError,)))
+    entry.run(define_flags, main, errors=(serving.ExportError,))

@@ -24,28 +24,28 @@ def tower_devices(num_towers, log_device_placement=False, split_gpu_mb=None):
     `ConfigProto(device_count={'CPU': N})`), with one warning line. Soft placement stays off
     there: it would silently put every tower on /cpu:0.
 
-    Returns (devices, config).
+    Returns (devices, session_config).
     """
     gpus = tf.config.list_physical_devices('GPU')
     split = split_gpu_mb and len(gpus) == 1 and num_towers > 1
     if len(gpus) >= num_towers or split:
         devices = ['/gpu:%d' % i for i in range(num_towers)]
-        config = tf.compat.v1.ConfigProto(allow_soft_placement=True,
-                                          log_device_placement=log_device_placement)
+        session_config = tf.compat.v1.ConfigProto(allow_soft_placement=True,
+                                                  log_device_placement=log_device_placement)
         if split:
-            config.gpu_options.experimental.virtual_devices.add().memory_limit_mb.extend(
+            session_config.gpu_options.experimental.virtual_devices.add().memory_limit_mb.extend(
                 [split_gpu_mb] * num_towers)
         else:
             # Take GPU memory as needed, so that eval.py runs beside training on the same card.
-            config.gpu_options.allow_growth = True
-        return devices, config
+            session_config.gpu_options.allow_growth = True
+        return devices, session_config
     print('WARNING: %d GPU(s) visible for %d tower(s): running the towers on %d logical CPU '
           'device(s) instead' % (len(gpus), num_towers, num_towers), file=sys.stderr, flush=True)
     devices = ['/cpu:%d' % i for i in range(num_towers)]
-    config = tf.compat.v1.ConfigProto(device_count={'CPU': num_towers},
-                                      allow_soft_placement=False,
-                                      log_device_placement=log_device_placement)
-    return devices, config
+    session_config = tf.compat.v1.ConfigProto(device_count={'CPU': num_towers},
+                                              allow_soft_placement=False,
+                                              log_device_placement=log_device_placement)
+    return devices, session_config
 
 
 def tower_loss(scope, images, labels, use_fp16=False, conv21=False, summarize=True):

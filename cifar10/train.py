@@ -10,7 +10,6 @@ config, the run folder, the monitored session and its hooks) is in cifar10/train
 cluster (one worker of it, or cluster.LOCAL alone) in common/cluster.py.
 """
 
-from absl import app
 from absl import flags
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
@@ -20,6 +19,7 @@ from cifar10 import model
 from cifar10 import trainer
 from common import cluster
 from common import data
+from common import entry
 from common import training
 
 FLAGS = flags.FLAGS
@@ -68,6 +68,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(training.main_for(main, 'train_dir', 'initial_learning_rate',
-                              errors=(cluster.ClusterError,)))
+    entry.run(define_flags, main, 'initial_learning_rate', errors=(cluster.ClusterError,))

@@ -103,16 +103,17 @@ def session_config(config, multi_tower=False, split_gpu_mb=None):
     memory as needed; XLA's global JIT with config.xla; the mixed-precision rewrite of
     config.precision. Returns the ConfigProto, or (devices, ConfigProto) with multi_tower."""
     if multi_tower:
-        devices, proto = towers.tower_devices(config.num_gpus, config.log_device_placement,
-                                              split_gpu_mb)
+        devices, session_config = towers.tower_devices(
+            config.num_gpus, config.log_device_placement, split_gpu_mb)
     else:
-        proto = tf.compat.v1.ConfigProto(log_device_placement=config.log_device_placement)
-        proto.gpu_options.allow_growth = True
+        session_config = tf.compat.v1.ConfigProto(
+            log_device_placement=config.log_device_placement)
+        session_config.gpu_options.allow_growth = True
     if config.xla:
-        proto.graph_options.optimizer_options.global_jit_level = (
+        session_config.graph_options.optimizer_options.global_jit_level = (
             tf.compat.v1.OptimizerOptions.ON_1)
-    training.set_precision(proto, config.precision)
-    return (devices, proto) if multi_tower else proto
+    training.set_precision(session_config, config.precision)
+    return (devices, session_config) if multi_tower else session_config
 
 
 def check_done(config, role):

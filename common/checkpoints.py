@@ -341,6 +341,15 @@ def hold(folder, flag):
         yield lock
 
 
+_OPENED = []  # (flag, folder) of each run folder this process opened with open_writer
+
+
+def opened_run_dir():
+    """(flag, folder) of the last run folder this process opened for training (its
+    checkpoints), or None: what a one-line error after training stopped names."""
+    return _OPENED[-1] if _OPENED else None
+
+
 @contextlib.contextmanager
 def open_writer(run_dir, flag, fresh=False):
     """A trainer's run folder, held for writing: created (RunDirError for a file or a folder
@@ -363,6 +372,7 @@ def open_writer(run_dir, flag, fresh=False):
     else:
         make_folder(run_dir, flag)
         lock = FolderLock(run_dir, flag).acquire()
+    _OPENED.append((flag, run_dir))
     try:
         _rewrite_state(run_dir)
         found = latest(run_dir)

@@ -1,23 +1,82 @@
-"""A script's entry point, the same in every script:
+"""Every program's entry point, the same in each (scripts, tools and benchmarks):
 
     if __name__ == '__main__':
-        entry.run(define_flags, main, 'log_dir', 'learning_rate')
+        entry.run(define_flags, main, 'learning_rate')
 
-defines the script's flags, then runs its main(argv) under absl in training.main_for (the
-one-line errors)."""
+defines the program's flags, then runs its main(argv) under absl's app.run, wrapped by
+main_for: one-line errors instead of tracebacks, a finished run's line, Ctrl-C. Nothing here
+reads a flag of the program, and nothing here imports TensorFlow: a tool that never loads it
+(the sweep, the cluster launcher) starts as fast as before.
+"""
+
+import sys
 
 from absl import app
+from absl import flags
 
-from common import training
+from common import logs
+
+# The errors that end a program in one line ('error: ...', exit status 1), by module: a
+# program can raise only those of the modules it imported.
+ONE_LINE_ERRORS = {
+    'common.data': ('DataError',),
+    'common.checkpoints': ('CheckpointMismatchError', 'RunDirError', 'CheckpointWriteError'),
+}
 
 
-def run(define_flags, main, run_dir_flag=None, learning_rate_flag=None, errors=(),
+def _loaded(module, names):
+    """The classes `names` of `module` when the program imported it, else ()."""
+    loaded = sys.modules.get(module)
+    return tuple(getattr(loaded, n) for n in names) if loaded else ()
+
+
+def main_for(main_fn, learning_rate_flag=None, errors=(), interrupted=None):
+    """The absl main around main_fn(argv) (which reads the flags into its configuration and
+    runs): one line on stderr and exit status 1, not a traceback, for bad data, a run folder
+    that cannot be used, a checkpoint of another model or one that cannot be written, a
+    diverged run (naming --<learning_rate_flag>) and the program's own `errors`; a finished
+    run's one line and exit status 0; Ctrl-C says that the checkpoints in the run folder it
+    trained in are kept, or prints `interrupted` and exits 0. main_fn's return value, when
+    not None, is the exit status. The run folder is the one the program opened
+    (checkpoints.opened_run_dir). TensorFlow's own log lines are hidden unless --tf_logs
+    (common/logs.py), where the program has that flag."""
+    def main(argv):
+        if logs.FLAG in flags.FLAGS:
+            logs.configure()  # TensorFlow's Python log lines: --tf_logs
+        one_line = sum((_loaded(m, n) for m, n in ONE_LINE_ERRORS.items()), tuple(errors))
+        nothing_to_do = _loaded('common.checkpoints', ('NothingToDo',))
+        diverged = _loaded('common.training', ('DivergedError',))
+        try:
+            status = main_fn(argv)
+        except nothing_to_do as e:
+            print(e, flush=True)
+            return
+        except one_line as e:
+            sys.exit('error: %s' % e)
+        except diverged as e:
+            sys.exit(sys.modules['common.training'].diverged_message(e, learning_rate_flag))
+        except KeyboardInterrupt:
+            if interrupted:
+                print(interrupted, file=sys.stderr)
+                return
+            checkpoints = sys.modules.get('common.checkpoints')
+            opened = checkpoints.opened_run_dir() if checkpoints else None
+            if not opened:
+                sys.exit('Interrupted.')
+            sys.exit('Interrupted: the checkpoints in --%s=%s are kept; run the same command '
+                     'again to resume.' % opened)
+        if status:
+            sys.exit(status)
+    return main
+
+
+def run(define_flags, main, learning_rate_flag=None, errors=(), interrupted=None,
         flags_parser=None):
-    """Calls define_flags(), then app.run(training.main_for(main, run_dir_flag,
-    learning_rate_flag, errors)); flags_parser: app.run's, for a script that reads its command
-    line its own way."""
+    """Calls define_flags(), then app.run(main_for(main, learning_rate_flag, errors,
+    interrupted)); flags_parser: app.run's, for a program that reads its command line its own
+    way (the sweep, mlp.py's bare --grid)."""
     define_flags()
-    main = training.main_for(main, run_dir_flag, learning_rate_flag, errors)
+    main = main_for(main, learning_rate_flag, errors, interrupted)
     if flags_parser is None:
         app.run(main)
     else:

@@ -10,7 +10,7 @@ deprecation warnings). By default:
   few lines TensorFlow's libraries print while they load ignore the variable ("oneDNN custom
   operations are on", "All log messages before absl::InitializeLog()"): with the level 3,
   `import tensorflow` runs with the process's stderr (file descriptor 2) sent to /dev/null;
-- when the script's main starts (training.main_for), the `tensorflow` logger shows its errors
+- when the script's main starts (entry.main_for), the `tensorflow` logger shows its errors
   only, plus the lines a script asked for with a LoggingTensorHook or a StepCounterHook
   (cnn_mnist's Estimator lines), each printed once (absl's handler printed them a second time).
 

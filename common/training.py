@@ -10,7 +10,6 @@ import re
 import sys
 import time
 
-from absl import flags
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
@@ -21,7 +20,7 @@ from common import data
 from common import logs
 from common import provenance
 
-logs.define_flag()  # --tf_logs, read by main_for's main
+logs.define_flag()  # --tf_logs, read by common/entry.py's main_for
 
 # The original's log line, every log_frequency steps.
 STEP_LOG_FORMAT = '%s: step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)'
@@ -234,48 +233,13 @@ def seeded_graph(seed=None):
         yield graph
 
 
-def diverged_message(error, run_dir, learning_rate_flag):
+def diverged_message(error, learning_rate_flag):
     """The one line a diverged run ends with: the step, the checkpoint kept, what to try."""
-    latest = checkpoints.latest(run_dir) if run_dir and os.path.isdir(run_dir) else None
+    opened = checkpoints.opened_run_dir()
+    latest = checkpoints.latest(opened[1]) if opened and os.path.isdir(opened[1]) else None
     if latest:
         kept = 'the last checkpoint, %s, is kept (finite, written before step %d)' % (
             latest, error.step)
     else:
         kept = 'no checkpoint was written'
     return 'error: %s; %s; try a lower --%s' % (error, kept, learning_rate_flag)
-
-
-def main_for(main_fn, run_dir_flag=None, learning_rate_flag=None, errors=(),
-             interrupted=None):
-    """Every script's absl main around main_fn(argv) (which reads the flags into its
-    configuration and runs): one line on stderr and exit status 1, not a traceback, for bad
-    data, a checkpoint of another model, a diverged run and the script's own `errors`;
-    Ctrl-C says that the checkpoints in --<run_dir_flag> are kept, or prints `interrupted`
-    and exits 0. main_fn's return value, when not None, is the exit status. TensorFlow's own
-    log lines are hidden unless --tf_logs (common/logs.py)."""
-    def run_dir():
-        return flags.FLAGS[run_dir_flag].value if run_dir_flag else None
-
-    def main(argv):
-        logs.configure()  # TensorFlow's Python log lines: --tf_logs
-        try:
-            status = main_fn(argv)
-        except checkpoints.NothingToDo as e:
-            print(e, flush=True)
-            return
-        except (data.DataError, checkpoints.CheckpointMismatchError, checkpoints.RunDirError,
-                checkpoints.CheckpointWriteError) + tuple(errors) as e:
-            sys.exit('error: %s' % e)
-        except DivergedError as e:
-            sys.exit(diverged_message(e, run_dir(), learning_rate_flag))
-        except KeyboardInterrupt:
-            if interrupted:
-                print(interrupted, file=sys.stderr)
-                return
-            if not run_dir_flag:
-                sys.exit('Interrupted.')
-            sys.exit('Interrupted: the checkpoints in --%s=%s are kept; run the same command '
-                     'again to resume.' % (run_dir_flag, run_dir()))
-        if status:
-            sys.exit(status)
-    return main

@@ -664,12 +664,12 @@ from common import data, training
 config = dataclasses.replace(trainer.DEFAULTS, num_gpus=2, seed=1, input_pipeline='dataset',
                              min_fraction_of_examples_in_queue=0.01,
                              data_dir=data.resolve_data_dir('cifar10', '', False))
-devices, session = trainer.session_config(config, multi_tower=True)
+devices, session_config = trainer.session_config(config, multi_tower=True)
 batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
 out = []
 with training.seeded_graph(config.seed), tf.device('/cpu:0'):
     train_op, losses, _ = multi_gpu_train.training_graph(config, batches_dir, devices)
-    with tf.compat.v1.Session(config=session) as sess:
+    with tf.compat.v1.Session(config=session_config) as sess:
         sess.run(tf.compat.v1.global_variables_initializer())
         coord = tf.compat.v1.train.Coordinator()
         threads = tf.compat.v1.train.start_queue_runners(sess, coord)

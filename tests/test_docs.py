@@ -17,8 +17,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND_DOCS = ['README.md'] + sorted(glob.glob(os.path.join(REPO, 'docs', '*.md')))
 LINK_DOCS = COMMAND_DOCS + sorted(glob.glob(os.path.join(REPO, 'results', '*.md')))
 
-# argparse programs answer --help; every other program of the project is absl (--helpfull).
-ARGPARSE = {'tools.report', 'tools.cluster'}
+# Every program of the project is absl (common/entry.py): its flags are in --helpfull. (A
+# program of argparse would answer --help.)
+ARGPARSE = set()
 # run_all.sh hands every option but these to tools.report.
 RUN_ALL_OWN = {'test', 'help'}
 

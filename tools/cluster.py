@@ -9,7 +9,6 @@ private network namespace that holds only loopback (`unshare`), and says so in o
 the system allows none. The trainers' side of a cluster is common/cluster.py.
 """
 
-import argparse
 import fcntl
 import os
 import shutil
@@ -19,6 +18,13 @@ import subprocess
 import sys
 import threading
 import time
+
+from absl import app
+from absl import flags
+
+from common import entry
+
+FLAGS = flags.FLAGS
 
 # ---------------------------------------------------------------------------------------------
 # The launcher: a whole cluster on 127.0.0.1, in a network namespace of its own
@@ -145,33 +151,29 @@ def enter_private_network(argv):
     os.execv(prefix[0], prefix + [sys.executable, '-m', 'tools.cluster'] + list(argv))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='python -m tools.cluster',
-        description='Run a trainer as a ps/worker cluster on 127.0.0.1.',
-        usage='python -m tools.cluster [--ps N] [--workers N] -- SCRIPT.py [flags...]')
-    parser.add_argument('--ps', type=int, default=1, help='number of ps tasks (default 1)')
-    parser.add_argument('--workers', type=int, default=2, help='number of workers (default 2)')
-    parser.add_argument('script', nargs=argparse.REMAINDER,
-                        help='the trainer and its flags, after --')
-    args = parser.parse_args(argv)
-    script = args.script[1:] if args.script[:1] == ['--'] else args.script
+def define_flags():
+    flags.DEFINE_integer('ps', 1, 'Number of ps tasks.', lower_bound=1)
+    flags.DEFINE_integer('workers', 2, 'Number of workers.', lower_bound=1)
+
+
+def main(argv):
+    """argv: the program, then the trainer and its flags (after --)."""
+    script = argv[1:]
     if not script or not script[0].endswith('.py'):
-        parser.error('give the trainer after --, e.g. -- cifar10/multi_gpu_train.py')
-    if args.ps < 1 or args.workers < 1:
-        parser.error('--ps and --workers must be at least 1')
-    enter_private_network(argv if argv is not None else sys.argv[1:])
+        raise app.UsageError('give the trainer after --, e.g. python -m tools.cluster --ps 1 '
+                             '--workers 2 -- cifar10/multi_gpu_train.py')
+    enter_private_network(sys.argv[1:])
     start = time.time()
-    codes = launch(script, args.ps, args.workers)
+    codes = launch(script, FLAGS.ps, FLAGS.workers)
     failed = [i for i, c in enumerate(codes) if c != 0]
     if failed:
         print('cluster: worker(s) %s failed (exit %s)' % (
             ', '.join(map(str, failed)), ', '.join(str(codes[i]) for i in failed)),
             file=sys.stderr)
         return 1
-    print('cluster: %d worker(s) finished in %.1f s' % (args.workers, time.time() - start))
+    print('cluster: %d worker(s) finished in %.1f s' % (FLAGS.workers, time.time() - start))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    entry.run(define_flags, main)

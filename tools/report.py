@@ -19,7 +19,6 @@ on the last checkpoint. Every figure and chart is read from the experiment's Ten
 files (figure(): common/scripts.py; CURVES), never from its log.
 """
 
-import argparse
 import collections
 import datetime
 import glob
@@ -598,26 +597,38 @@ def check_data():
         raise ReportError(str(e))
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog='run_all.sh', description=__doc__.split('\n')[0])
-    parser.add_argument('--quick', action='store_true', help='tiny step counts (minutes)')
-    parser.add_argument('--only', default='', help='comma-separated experiment names')
-    parser.add_argument('--list', action='store_true', help='list the experiments and exit')
-    parser.add_argument('--out', default=os.path.join(REPO, 'runs'), help='output folder')
-    parser.add_argument('--seeds', type=int, default=1, help='runs per experiment (mean ± std)')
-    parser.add_argument('--publish', action='store_true',
-                        help='run nothing: copy the finished full-length runs under --out '
-                             '(those of --only) into results/ and rebuild results/RESULTS.md')
-    args = parser.parse_args(argv)  # a bad option: argparse's one-line error, status 2
-    names = [n for n in args.only.split(',') if n]
+def define_flags():
+    from absl import flags
+    flags.DEFINE_boolean('quick', False, 'Tiny step counts (minutes).')
+    flags.DEFINE_string('only', '', 'Comma-separated experiment names.')
+    flags.DEFINE_boolean('list', False, 'List the experiments and exit.')
+    flags.DEFINE_string('out', os.path.join(REPO, 'runs'), 'Output folder.')
+    flags.DEFINE_integer('seeds', 1, 'Runs per experiment (mean ± std).')
+    flags.DEFINE_boolean('publish', False, 'Run nothing: copy the finished full-length runs '
+                         'under --out (those of --only) into results/ and rebuild '
+                         'results/RESULTS.md.')
+
+
+Options = collections.namedtuple('Options', 'quick experiments list out seeds publish')
+
+
+def options(quick=False, only='', list_=False, out=os.path.join(REPO, 'runs'), seeds=1,
+            publish=False):
+    """The report's options, checked: ReportError for an unknown experiment or --seeds < 1."""
+    names = [n for n in only.split(',') if n]
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         raise ReportError('unknown experiment %s in --only (known: %s)'
                           % (', '.join(unknown), ', '.join(BY_NAME)))
-    if args.seeds < 1:
-        raise ReportError('--seeds must be at least 1, got %d' % args.seeds)
-    args.experiments = [BY_NAME[n] for n in names] if names else list(EXPERIMENTS)
-    return args
+    if seeds < 1:
+        raise ReportError('--seeds must be at least 1, got %d' % seeds)
+    return Options(quick, [BY_NAME[n] for n in names] if names else list(EXPERIMENTS), list_,
+                   out, seeds, publish)
+
+
+def print_list():
+    for e in EXPERIMENTS:
+        print('%-14s %-62s reported %s' % (e.name, e.what, e.reported_text))
 
 
 def _clock(seconds):
@@ -625,11 +636,16 @@ def _clock(seconds):
 
 
 def main(argv):
+    from absl import app
+    from absl import flags
+    if len(argv) > 1:
+        raise app.UsageError('unexpected argument %s' % argv[1])
+    flag_values = flags.FLAGS
     try:
-        args = parse_args(argv)
+        args = options(flag_values.quick, flag_values.only, flag_values.list, flag_values.out,
+                       flag_values.seeds, flag_values.publish)
         if args.list:
-            for e in EXPERIMENTS:
-                print('%-14s %-62s reported %s' % (e.name, e.what, e.reported_text))
+            print_list()
             return 0
         if args.publish:
             names = publish(args.out, RESULTS_DIR, args.experiments)
@@ -704,4 +720,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    if '--list' in sys.argv[1:]:  # run_all.sh --list, before any venv: the standard library
+        print_list()
+        sys.exit(0)
+    from common import entry
+    entry.run(define_flags, main)

@@ -56,9 +56,9 @@ import subprocess
 import sys
 import time
 
-from absl import app
 from absl import flags
 
+from common import entry
 from common import scripts as script_table
 
 try:
@@ -1347,5 +1347,4 @@ def _parse_flags(argv):
 
 
 if __name__ == '__main__':
-    define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    entry.run(define_flags, main, flags_parser=_parse_flags)
