@@ -197,5 +197,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    define_flags()
     entry.run(define_flags, main, errors=(serving.ExportError,))

@@ -16,7 +16,7 @@ from bench import flops
 from bench import histogram
 from bench import peers
 from cifar10 import model
-from conftest import REPO, shared_data_root
+from helpers import REPO, shared_data_root
 
 
 def _mlp_train_op(batch, sizes):

@@ -22,9 +22,12 @@ from cifar10 import trainer
 from common import checkpoints
 from common import data
 from common import training
-from conftest import default_sigint
-from conftest import flag_defaults
-from conftest import run_script
+from helpers import default_sigint
+from helpers import error_lines
+from helpers import flag_defaults
+from helpers import popen
+from helpers import run_script
+from helpers import wait_for_line
 
 LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: step \d+, loss = \d+\.\d\d '
                       r'\(\d+\.\d examples/sec; \d+\.\d{3} sec/batch\)$', re.M)
@@ -425,7 +428,7 @@ def test_eval_polls_waits_evaluates_each_checkpoint_once_and_stops_on_ctrl_c(tra
     import subprocess
     import sys
     import time
-    from conftest import REPO, shared_data_root
+    from helpers import REPO, shared_data_root
     train_dir, _ = trained
     watched = tmp_path / 'train'
     watched.mkdir()
@@ -476,8 +479,6 @@ DIVERGED = re.compile(r'^error: Model diverged with (loss = (NaN|-?Inf)( in towe
                       r'--initial_learning_rate$')
 
 
-def _error_lines(stderr):
-    return [l for l in stderr.splitlines() if l.startswith('error:')]
 
 
 def test_check_finite_names_the_tower():
@@ -497,7 +498,7 @@ def test_a_diverging_run_ends_in_one_line_and_keeps_a_finite_checkpoint(tmp_path
                         '--train_dir=%s' % train_dir, *SMALL)
     assert result.returncode == 1, result.stderr[-3000:]
     assert 'Traceback' not in result.stderr
-    (line,) = _error_lines(result.stderr)
+    (line,) = error_lines(result.stderr)
     assert line == result.stderr.strip().splitlines()[-1]
     match = DIVERGED.match(line)
     assert match, line
@@ -513,7 +514,7 @@ def test_a_diverging_run_ends_in_one_line_and_keeps_a_finite_checkpoint(tmp_path
                        '--initial_learning_rate=1e8', '--checkpoint_steps=1',
                        '--train_dir=%s' % train_dir, *SMALL)
     assert 'Resuming from %s' % kept in again.stdout
-    assert again.returncode == 1 and DIVERGED.match(_error_lines(again.stderr)[-1])
+    assert again.returncode == 1 and DIVERGED.match(error_lines(again.stderr)[-1])
 
 
 @pytest.fixture(scope='module')
@@ -539,7 +540,7 @@ def test_eval_refuses_a_model_flag_that_contradicts_the_trainer(conv21_run, tmp_
     result = run_script('cifar10/eval.py', '--run_once', '--noconv21',
                         '--checkpoint_dir=' + conv21_run, '--eval_dir=%s' % tmp_path)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
-    (line,) = _error_lines(result.stderr)
+    (line,) = error_lines(result.stderr)
     assert re.match(r'^error: --conv21=False, but the checkpoints in --checkpoint_dir=%s were '
                     r'trained with --conv21=True \(flags-\d{8}-\d{6}\.json\)$'
                     % re.escape(conv21_run), line), line
@@ -549,7 +550,7 @@ def test_resuming_with_other_model_flags_is_refused_and_changes_nothing(conv21_r
     before = sorted(os.listdir(conv21_run))
     result = run_script('cifar10/train.py', '--max_steps=4', '--train_dir=' + conv21_run, *SMALL)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
-    (line,) = _error_lines(result.stderr)
+    (line,) = error_lines(result.stderr)
     assert line.startswith('error: the checkpoint in %s was trained with --conv21=True '
                            '(flags-' % conv21_run), line
     assert 'this run has --conv21=False; give --conv21=True, or --fresh' in line
@@ -567,34 +568,18 @@ def test_a_foreign_checkpoint_is_one_line_naming_the_file(conv21_run, tmp_path, 
     evaluation = run_script('cifar10/eval.py', '--run_once', '--checkpoint_dir=%s' % foreign,
                             '--eval_dir=%s' % (tmp_path / 'eval'))
     assert evaluation.returncode == 1 and 'Traceback' not in evaluation.stderr
-    (line,) = _error_lines(evaluation.stderr)
+    (line,) = error_lines(evaluation.stderr)
     assert line.startswith('error: the checkpoint %s does not match the model evaluated (' % ckpt)
     resume = run_script('cifar10/train.py', '--max_steps=4', '--train_dir=%s' % foreign, *SMALL)
     assert resume.returncode == 1 and 'Traceback' not in resume.stderr
-    (line,) = _error_lines(resume.stderr)
+    (line,) = error_lines(resume.stderr)
     assert line.startswith('error: the checkpoint %s does not match this model (' % ckpt), line
     assert line.endswith('); use --fresh or another --train_dir')
     assert tf.train.latest_checkpoint(str(foreign)) == ckpt
 
 
-def _wait_for_line(path, pattern, proc, limit=240):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        found = re.findall(pattern, path.read_text(), re.M)
-        if found:
-            return found
-        assert proc.poll() is None, path.read_text()[-3000:]
-        time.sleep(0.2)
-    raise AssertionError('no %r in %s' % (pattern, path))
 
 
-def _popen(script, args, log):
-    from conftest import REPO, shared_data_root
-    env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CLASSICS_DATA=shared_data_root(),
-               TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.Popen([sys.executable, script] + args, cwd=REPO, env=env,
-                            stdout=open(log, 'w'), stderr=subprocess.STDOUT,
-                            preexec_fn=default_sigint)
 
 
 def test_kill_9_mid_run_then_the_same_command_finishes(tmp_path, data_root):
@@ -602,9 +587,9 @@ def test_kill_9_mid_run_then_the_same_command_finishes(tmp_path, data_root):
     args = ['--num_gpus=2', '--max_steps=60', '--checkpoint_steps=10',
             '--train_dir=%s' % train_dir] + SMALL
     log = tmp_path / 'first.log'
-    proc = _popen('cifar10/multi_gpu_train.py', args, log)
+    proc = popen('cifar10/multi_gpu_train.py', args, log)
     try:
-        _wait_for_line(log, r': step (3[3-9]|[4-5]\d), loss', proc)
+        wait_for_line(log, r': step (3[3-9]|[4-5]\d), loss', proc)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL  # killed, not finished
     finally:
@@ -625,7 +610,7 @@ def test_kill_9_mid_run_then_the_same_command_finishes(tmp_path, data_root):
 def test_the_evaluator_polls_beside_a_trainer_that_rotates_its_checkpoints(tmp_path, data_root):
     train_dir, eval_log = tmp_path / 'train', tmp_path / 'eval.log'
     # A checkpoint every step and 5 kept: they rotate while the evaluator lists and restores.
-    evaluator = _popen('cifar10/eval.py', [
+    evaluator = popen('cifar10/eval.py', [
         '--checkpoint_dir=%s' % train_dir, '--eval_dir=%s' % (tmp_path / 'eval'),
         '--eval_interval_secs=1', '--num_examples=64', '--batch_size=64'], eval_log)
     try:
@@ -703,7 +688,7 @@ def test_the_first_20_losses_are_those_of_the_code_before_the_layout_change(tmp_
     np.testing.assert_allclose([v for _, v in got],
                                [v for _, v in before['train_py_total_loss_raw']], rtol=1e-4)
 
-    from conftest import REPO, shared_data_root
+    from helpers import REPO, shared_data_root
     towers_run = subprocess.run(
         [sys.executable, '-c', TOWER_LOSSES], cwd=REPO, capture_output=True, text=True,
         env=dict(os.environ, TF_CLASSICS_DATA=shared_data_root(), TF_CPP_MIN_LOG_LEVEL='2',

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from common import cluster
 from tools import cluster as launcher
-from conftest import REPO, default_sigint, run_script, shared_data_root
+from helpers import REPO, default_sigint, run_script, shared_data_root, wait_for_line
 
 ARGS = ['--batch_size=16', '--min_fraction_of_examples_in_queue=0.005', '--log_frequency=5',
         '--checkpoint_steps=10']
@@ -226,16 +226,6 @@ class _Cluster(object):
             proc.wait(timeout=30)
 
 
-def _wait_for(log, pattern, proc, limit=180, count=1):
-    """The matches of pattern in log once there are `count` of them (the process must live)."""
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        found = re.findall(pattern, log.read_text(), re.M)
-        if len(found) >= count:
-            return found
-        assert proc.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.3)
-    raise AssertionError('no %r in %s:\n%s' % (pattern, log, log.read_text()[-3000:]))
 
 
 def test_a_dying_worker_leaves_the_other_training(tmp_path):
@@ -244,7 +234,7 @@ def test_a_dying_worker_leaves_the_other_training(tmp_path):
         c.start('ps', 0, 'ps.log')
         w0, w0_log = c.start('worker', 0, 'w0.log')
         w1, w1_log = c.start('worker', 1, 'w1.log')
-        _wait_for(w1_log, r': step \d+, loss', w1)
+        wait_for_line(w1_log, r': step \d+, loss', w1)
         w1.send_signal(signal.SIGKILL)
         assert w0.wait(timeout=240) == 0, w0_log.read_text()[-3000:]
     finally:
@@ -259,24 +249,24 @@ def test_a_worker_waits_for_a_late_chief_then_the_chief_alone_restarts(tmp_path)
         c.start('ps', 0, 'ps.log')
         w1, w1_log = c.start('worker', 1, 'w1.log')
         # No chief yet: the ps answers, so the worker waits past --cluster_wait_secs, saying so.
-        _wait_for(w1_log, r'^worker 1: waiting for the chief \(worker 0\) to initialise or '
+        wait_for_line(w1_log, r'^worker 1: waiting for the chief \(worker 0\) to initialise or '
                           r'restore the model$', w1)
         time.sleep(5)
         assert w1.poll() is None, w1_log.read_text()[-3000:]
         assert 'could not be reached' not in w1_log.read_text()
         w0, w0_log = c.start('worker', 0, 'w0.log')
-        _wait_for(w0_log, r'Saving checkpoints for [1-9]\d* into', w0)
-        _wait_for(w1_log, r': step \d+, loss', w1)
+        wait_for_line(w0_log, r'Saving checkpoints for [1-9]\d* into', w0)
+        wait_for_line(w1_log, r': step \d+, loss', w1)
         w0.send_signal(signal.SIGKILL)  # the chief dies; ps and worker 1 go on
         w0.wait(timeout=30)
         kept = _global_step(tmp_path / 'train')
         logged = len(re.findall(r': step \d+, loss', w1_log.read_text()))
-        _wait_for(w1_log, r': step \d+, loss', w1, count=logged + 2)  # trains on, no chief
+        wait_for_line(w1_log, r': step \d+, loss', w1, count=logged + 2)  # trains on, no chief
         w0, w0_log = c.start('worker', 0, 'w0_again.log')
-        _wait_for(w0_log, r'^Resuming from .*model\.ckpt-%d ' % kept, w0)
-        _wait_for(w0_log, r'Saving checkpoints for (\d+) into', w0)
+        wait_for_line(w0_log, r'^Resuming from .*model\.ckpt-%d ' % kept, w0)
+        wait_for_line(w0_log, r'Saving checkpoints for (\d+) into', w0)
         assert w1.poll() is None  # worker 1 trained on through the chief's restart
-        _wait_for(w0_log, r': step \d+, loss', w0)
+        wait_for_line(w0_log, r': step \d+, loss', w0)
     finally:
         c.close()
     assert _global_step(tmp_path / 'train') > kept

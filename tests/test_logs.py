@@ -7,7 +7,7 @@ import re
 import tensorflow as tf  # noqa: F401  (imported before common.logs: no import hook here)
 
 from common import logs
-from conftest import run_script
+from helpers import run_script
 
 # A line of TensorFlow's: C++ (I0000 ..., W1205 ...), its Python logger, absl's copy of it, the
 # deprecation notes, the libraries' start-up lines.

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import flag_defaults
-from conftest import run_script
+from helpers import flag_defaults
+from helpers import run_script
 from mnist import cnn_mnist
 from mnist import deep_cnn
 from mnist import input_data

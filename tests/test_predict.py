@@ -20,10 +20,9 @@ from cifar10 import model
 from cifar10 import predict as cifar10_predict
 from common import data
 from common import serving
-from conftest import REPO, run_script, shared_data_root
+from helpers import REPO, error_lines, run_script, shared_data_root
 from mnist import predict as mnist_predict
 
-SMALL = ['--max_steps=3', '--batch_size=16', '--min_fraction_of_examples_in_queue=0.005']
 LINE = re.compile(r'^(.+): (\S+) (\d\.\d{6}), (\S+) (\d\.\d{6}), (\S+) (\d\.\d{6})$')
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
 CIFAR10_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
@@ -42,8 +41,6 @@ def _results(stdout):
     return found
 
 
-def _error_lines(stderr):
-    return [l for l in stderr.splitlines() if l.startswith('error:')]
 
 
 def _check_top3(result, all_probabilities, names):
@@ -123,13 +120,11 @@ def _saved_model_cli_run(version_dir, image_paths, outdir):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def cifar10_run(tmp_path_factory, data_root):
-    """A 3-step CIFAR-10 checkpoint, the first N test images as PNG and JPEG files, and
-    predict.py run on them with --export_dir."""
+def cifar10_run(tmp_path_factory, tiny_cifar10_checkpoint):
+    """A 3-step CIFAR-10 checkpoint (conftest's), the first N test images as PNG and JPEG
+    files, and predict.py run on them with --export_dir."""
     root = tmp_path_factory.mktemp('cifar10_predict')
-    train_dir = str(root / 'train')
-    result = run_script('cifar10/train.py', '--train_dir=' + train_dir, *SMALL)
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_dir = tiny_cifar10_checkpoint
     images, labels = _cifar10_test_images()
     pngs = [_write(root / ('test%d.png' % i), _png(images[i])) for i in range(N)]
     jpegs = [_write(root / ('test%d.jpg' % i), tf.io.encode_jpeg(images[i]).numpy())
@@ -352,7 +347,7 @@ def test_cifar10_bad_files_fail_alone(cifar10_run, tmp_path):
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     results = _results(result.stdout)
     assert results == {p: r['results'][p] for p in r['pngs'][:2]}  # the others still classified
-    errors = _error_lines(result.stderr)
+    errors = error_lines(result.stderr)
     assert len(errors) == 4, result.stderr[-3000:]
     expected = 'expected a PNG, JPEG, BMP, GIF or WebP image'
     assert errors[0].startswith('error: %s: not an image TensorFlow can decode (Unknown image '
@@ -383,7 +378,7 @@ def test_cifar10_no_checkpoint_or_another_models(cifar10_run, mnist_runs, tmp_pa
     for args, pattern in cases:
         result = run_script('cifar10/predict.py', *(args + [png]))
         assert result.returncode == 1 and 'Traceback' not in result.stderr, args
-        (line,) = _error_lines(result.stderr)
+        (line,) = error_lines(result.stderr)
         assert re.match(pattern, line), line
         assert not _results(result.stdout)
 
@@ -395,7 +390,7 @@ def test_cifar10_export_never_overwrites_a_version(cifar10_run):
     result = run_script('cifar10/predict.py', '--checkpoint_dir=' + r['train_dir'],
                         '--export_dir=' + r['export_dir'])
     assert result.returncode == 1 and 'Traceback' not in result.stderr
-    assert _error_lines(result.stderr) == [
+    assert error_lines(result.stderr) == [
         'error: %s already exists (TensorFlow Serving never reloads a version: remove it, or '
         'give another --export_dir)' % version]
     assert os.listdir(r['export_dir']) == ['3']
@@ -676,7 +671,7 @@ def test_mnist_bad_input(mnist_runs, mnist_files, cifar10_run, tmp_path):
                         str(tmp_path / 'missing.png'), good)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert list(_results(result.stdout)) == [good]
-    errors = _error_lines(result.stderr)
+    errors = error_lines(result.stderr)
     assert len(errors) == 2
     assert errors[0].startswith('error: %s: not an image' % text)
     assert errors[1].startswith('error: %s: cannot be read' % (tmp_path / 'missing.png'))
@@ -703,7 +698,7 @@ def test_mnist_bad_input(mnist_runs, mnist_files, cifar10_run, tmp_path):
     for args, pattern in cases:
         result = run_script('mnist/predict.py', *(args + [good]))
         assert result.returncode == 1 and 'Traceback' not in result.stderr, args
-        (line,) = _error_lines(result.stderr)
+        (line,) = error_lines(result.stderr)
         assert re.match(pattern, line), line
         assert not _results(result.stdout)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tools import report
-from conftest import REPO, shared_data_root
+from helpers import REPO, shared_data_root
 
 
 def _run_all(*args):

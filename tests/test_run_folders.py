@@ -16,9 +16,9 @@ import pytest
 import tensorflow as tf
 
 from common import checkpoints
-from conftest import REPO, default_sigint, run_script, shared_data_root
+from helpers import REPO, TINY_CIFAR10 as CIFAR, default_sigint, last_line, popen, run_script
+from helpers import shared_data_root
 
-CIFAR = ['--batch_size=16', '--min_fraction_of_examples_in_queue=0.005', '--log_frequency=1']
 FILE_TEXT = 'not a folder\n'
 
 
@@ -44,9 +44,6 @@ def make_state_absolute(folder):
     assert open(os.path.join(folder, 'checkpoint')).read().count(os.path.abspath(folder)) >= 2
 
 
-def last_line(stderr):
-    lines = stderr.strip().splitlines()
-    return lines[-1] if lines else ''
 
 
 def relative_state(folder):
@@ -189,18 +186,12 @@ def test_the_folder_lock_refuses_a_second_writer_and_takes_over_a_dead_ones(tmp_
     lock.release()
 
 
-def _popen(script, args, log):
-    env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CLASSICS_DATA=shared_data_root(),
-               TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.Popen([sys.executable, script] + args, cwd=REPO, env=env,
-                            stdout=open(log, 'w'), stderr=subprocess.STDOUT,
-                            preexec_fn=default_sigint)
 
 
 def test_a_second_trainer_is_refused_and_a_killed_ones_folder_taken_over(tmp_path, data_root):
     train_dir = tmp_path / 'train'
     log = tmp_path / 'first.log'
-    first = _popen('cifar10/train.py', ['--max_steps=100000', '--checkpoint_steps=100000',
+    first = popen('cifar10/train.py', ['--max_steps=100000', '--checkpoint_steps=100000',
                                         '--train_dir=%s' % train_dir] + CIFAR, log)
     try:
         deadline = time.time() + 180

@@ -8,7 +8,7 @@ import tensorflow as tf
 from absl import flags
 
 from common import scripts
-from conftest import flag_defaults
+from helpers import flag_defaults
 from tools import report
 from tools import sweep
 

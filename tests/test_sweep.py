@@ -19,7 +19,7 @@ import pytest
 
 from tools import sweep
 import postgres
-from conftest import REPO, default_sigint, shared_data_root
+from helpers import REPO, default_sigint, shared_data_root
 
 optuna = pytest.importorskip('optuna')
 pytestmark = pytest.mark.filterwarnings('ignore::optuna.exceptions.ExperimentalWarning')
