@@ -210,11 +210,11 @@ class _Cluster(object):
                         TF_CPP_MIN_LOG_LEVEL='2')
         self.procs = []
 
-    def start(self, job, index, log_name):
+    def start(self, job, index, log_name, *more):
         log = self.tmp_path / log_name
         proc = subprocess.Popen(
             [sys.executable, 'cifar10/multi_gpu_train.py', '--job_name=' + job,
-             '--task_index=%d' % index] + self.args, cwd=REPO, env=self.env,
+             '--task_index=%d' % index] + self.args + list(more), cwd=REPO, env=self.env,
             stdout=open(log, 'w'), stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc, log
@@ -254,7 +254,8 @@ def test_a_worker_waits_for_a_late_chief_then_the_chief_alone_restarts(tmp_path)
         time.sleep(5)
         assert w1.poll() is None, w1_log.read_text()[-3000:]
         assert 'could not be reached' not in w1_log.read_text()
-        w0, w0_log = c.start('worker', 0, 'w0.log')
+        # --tf_logs: TensorFlow's 'Saving checkpoints for N' lines, which tell a save happened
+        w0, w0_log = c.start('worker', 0, 'w0.log', '--tf_logs')
         wait_for_line(w0_log, r'Saving checkpoints for [1-9]\d* into', w0)
         wait_for_line(w1_log, r': step \d+, loss', w1)
         w0.send_signal(signal.SIGKILL)  # the chief dies; ps and worker 1 go on
@@ -262,7 +263,7 @@ def test_a_worker_waits_for_a_late_chief_then_the_chief_alone_restarts(tmp_path)
         kept = _global_step(tmp_path / 'train')
         logged = len(re.findall(r': step \d+, loss', w1_log.read_text()))
         wait_for_line(w1_log, r': step \d+, loss', w1, count=logged + 2)  # trains on, no chief
-        w0, w0_log = c.start('worker', 0, 'w0_again.log')
+        w0, w0_log = c.start('worker', 0, 'w0_again.log', '--tf_logs')
         wait_for_line(w0_log, r'^Resuming from .*model\.ckpt-%d ' % kept, w0)
         wait_for_line(w0_log, r'Saving checkpoints for (\d+) into', w0)
         assert w1.poll() is None  # worker 1 trained on through the chief's restart

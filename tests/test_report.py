@@ -169,7 +169,7 @@ def test_each_committed_figure_is_the_last_point_of_its_own_curve():
     for exp, results in report.load_results():
         if exp.kind == 'mlp_grid':  # its figure is a best over configurations, not a curve
             continue
-        folder, tag, unit = report.FIGURES[exp.kind]
+        folder, tag, unit = report.figure(exp)
         (label,) = [l for f, t, l, _ in report.CURVES[exp.kind] if (f, t) == (folder, tag)]
         for result in results:
             step, value = max(result['curves'][label])
@@ -353,8 +353,9 @@ def test_list_needs_no_venv(tmp_path):
     repo.mkdir()
     for name in ('run_all.sh', 'setup.py'):
         shutil.copy(os.path.join(REPO, name), str(repo))
-    shutil.copytree(os.path.join(REPO, 'common'), str(repo / 'common'),
-                    ignore=shutil.ignore_patterns('__pycache__'))
+    for package in ('common', 'tools'):
+        shutil.copytree(os.path.join(REPO, package), str(repo / package),
+                        ignore=shutil.ignore_patterns('__pycache__'))
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     stub = bin_dir / 'python3'
