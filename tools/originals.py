@@ -673,7 +673,7 @@ def parse_args(argv):
     sub = parser.add_subparsers(dest='command', required=True)
     sub.add_parser('fetch', help='download the pinned wheel (pip), extract the tutorial files')
     p = sub.add_parser('convert', help='convert the tutorial files for TensorFlow 2.21')
-    p.add_argument('--out', required=True, help='folder for the converted files')
+    p.add_argument('--out', help='folder for the converted files (required unless --steps)')
     p.add_argument('--option', action='append', default=[], choices=sorted(OPTIONS),
                    help='a fix that changes what the original does (off unless named)')
     p.add_argument('--steps', action='store_true', help='list the steps and options and exit')
@@ -723,6 +723,9 @@ def main(argv):
                 for name, step in sorted(OPTIONS.items()):
                     print('option %-19s %s' % (name, step.doc))
                 return 0
+            if not args.out:
+                raise OriginalsError('convert: --out is required (the folder for the '
+                                     'converted files)')
             record = fetch_and_convert(args.out, args.option, args.cache_dir)
             for step in record['steps']:
                 print('%-26s %s' % (step['name'], ', '.join(
