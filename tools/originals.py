@@ -75,11 +75,12 @@ def sha256_of(path):
 def _check_wheel(path):
     size = os.path.getsize(path)
     if size != WHEEL['size']:
-        raise OriginalsError('%s: %d bytes, expected %d (%s)' % (path, size, WHEEL['size'],
-                                                                 WHEEL['requirement']))
+        raise OriginalsError('%s: %d bytes, expected %d (%s; delete it to download it again)'
+                             % (path, size, WHEEL['size'], WHEEL['requirement']))
     digest = sha256_of(path)
     if digest != WHEEL['sha256']:
-        raise OriginalsError('%s: sha256 %s, expected %s' % (path, digest, WHEEL['sha256']))
+        raise OriginalsError('%s: sha256 %s, expected %s (delete it to download it again)'
+                             % (path, digest, WHEEL['sha256']))
 
 
 def fetch_wheel(cache=None, quiet=True):
