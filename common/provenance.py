@@ -64,3 +64,37 @@ def git_commit():
                               capture_output=True, text=True).stdout.strip() or None
     except OSError:
         return None
+
+
+# Environment variables that change a run's numbers (oneDNN's reordered float sums,
+# deterministic kernels) or its thread counts: recorded as set, or None when not set.
+NUMERICS_ENV = ['TF_ENABLE_ONEDNN_OPTS', 'TF_DETERMINISTIC_OPS', 'TF_NUM_INTRAOP_THREADS',
+                'TF_NUM_INTEROP_THREADS', 'OMP_NUM_THREADS', 'TF_XLA_FLAGS']
+
+
+def numerics_env(environ=None):
+    """{name: value or None} of NUMERICS_ENV in environ (default os.environ)."""
+    environ = os.environ if environ is None else environ
+    return {name: environ.get(name) for name in NUMERICS_ENV}
+
+
+def git_dirty():
+    """True when the checkout has uncommitted changes to tracked files, False when clean,
+    None outside git."""
+    try:
+        result = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                                cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        return None
+    if result.returncode != 0:
+        return None
+    return bool(result.stdout.strip())
+
+
+def run_facts(data_root, environ=None):
+    """What a result.json records about how a run was made, besides its commands: the machine,
+    the TensorFlow version, the commit and whether the tree was dirty, the data root, and the
+    environment variables that change numerics."""
+    return dict(hardware_facts(), tensorflow=versions()['tensorflow'], git_commit=git_commit(),
+                git_dirty=git_dirty(), data_root=os.path.abspath(data_root) if data_root else None,
+                env=numerics_env(environ))

