@@ -17,9 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND_DOCS = ['README.md'] + sorted(glob.glob(os.path.join(REPO, 'docs', '*.md')))
 LINK_DOCS = COMMAND_DOCS + sorted(glob.glob(os.path.join(REPO, 'results', '*.md')))
 
-# Every program of the project is absl (common/entry.py): its flags are in --helpfull. (A
-# program of argparse would answer --help.)
-ARGPARSE = set()
+# Every program of the project is absl (common/entry.py): its flags are in --helpfull; but
+# tools.originals (argparse, --help): its `exec` runs the original tutorial in its own process,
+# whose tf.app.flags (--max_steps, --batch_size, ...) would collide with absl flags of ours.
+ARGPARSE = {'tools.originals'}
 # run_all.sh hands every option but these to tools.report.
 RUN_ALL_OWN = {'test', 'help'}
 
@@ -120,6 +121,11 @@ def defined_flags(program):
                TF_CPP_MIN_LOG_LEVEL='3')
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     names = set(DEFINED.findall(proc.stdout + proc.stderr))
+    subcommands = re.search(r'\{(\w+(?:,\w+)+)\}', proc.stdout) if argparse_program else None
+    for sub in subcommands.group(1).split(',') if subcommands else []:  # argparse's subparsers
+        sub_help = subprocess.run(argv[:-1] + [sub, '--help'], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=300)
+        names |= set(DEFINED.findall(sub_help.stdout))
     assert names, '%s printed no flags (exit %d): %s' % (
         ' '.join(argv[1:]), proc.returncode, (proc.stdout + proc.stderr)[-2000:])
     return frozenset(names)

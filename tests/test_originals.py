@@ -17,7 +17,7 @@ import tensorflow as tf
 from cifar10 import inputs
 from cifar10 import model
 from cifar10 import towers
-from conftest import REPO
+from helpers import REPO
 from tools import originals
 
 BATCH = 8

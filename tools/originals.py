@@ -665,6 +665,9 @@ def probe(run_dir, out, what):
 # ---------------------------------------------------------------------------------------------
 
 def parse_args(argv):
+    """The command line, read with argparse, not absl as every other program here
+    (common/entry.py): `exec` runs the original tutorial in this process, and its own
+    tf.app.flags (--max_steps, --batch_size, ...) would collide with absl flags of ours."""
     parser = argparse.ArgumentParser(prog='python -m tools.originals',
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--cache_dir', default=None,
