@@ -270,4 +270,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-    entry.run(define_flags, main, 'model_dir', 'learning_rate')
+    entry.run(define_flags, main, 'learning_rate')

@@ -192,4 +192,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-    entry.run(define_flags, main, 'log_dir', 'max_learning_rate')
+    entry.run(define_flags, main, 'max_learning_rate')

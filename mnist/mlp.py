@@ -271,4 +271,4 @@ def _flags_parser(argv):
 
 
 if __name__ == '__main__':
-    entry.run(define_flags, main, None, 'learning_rate', flags_parser=_flags_parser)
+    entry.run(define_flags, main, 'learning_rate', flags_parser=_flags_parser)

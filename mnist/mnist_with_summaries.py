@@ -222,4 +222,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-    entry.run(define_flags, main, 'log_dir', 'learning_rate')
+    entry.run(define_flags, main, 'learning_rate')
