@@ -115,3 +115,22 @@ def test_deep_cnn_train_step_gives_the_losses_of_the_scripts_sess_run(data_root)
     after = _deep_cnn_losses(data_root, deep_cnn.train_step)
     assert after == before
     assert after[-1] < after[0]  # it trains
+
+
+def test_bench_profile_splits_a_step_op_by_op(tmp_path, data_root):
+    import json
+    import subprocess
+    import sys
+    from conftest import REPO
+    out = tmp_path / 'profile.json'
+    result = subprocess.run(
+        [sys.executable, '-m', 'bench.profile', '--models=deep_cnn', '--ways=ours_fed,keras',
+         '--steps=2', '--warmup_steps=1', '--json=%s' % out], cwd=REPO, capture_output=True,
+        text=True, timeout=600, env=dict(os.environ, TF_CLASSICS_DATA=data_root))
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())['models']['deep_cnn']
+    for way in ('ours_fed', 'keras'):
+        assert figures[way]['step_us'] > 0 and figures[way]['runtime_us'] > 0
+        assert any(t.endswith('Conv2DBackpropInput') for t in figures[way]['ops_us'])
+    assert figures['ours_fed']['ops_us']['ResourceApplyAdam'] > 0  # Adam in one kernel
+    assert 'ours_fed - keras, the largest differences' in result.stdout
