@@ -30,6 +30,7 @@ import os
 import re
 import statistics
 import tempfile
+import threading
 import time
 
 from absl import flags
@@ -58,16 +59,19 @@ def define_flags():
 
 
 class _RuntimeClock(object):
-    """Times the runtime calls of v1 sessions (BaseSession._call_tf_sessionrun) while on."""
+    """Times the runtime calls of v1 sessions (BaseSession._call_tf_sessionrun) that the
+    thread making it makes (not the queue runners' threads) while on."""
 
     def __init__(self):
         from tensorflow.python.client import session
         self._session = session.BaseSession
         self._original = session.BaseSession._call_tf_sessionrun
         self.seconds, self.calls = 0.0, 0
-        clock = self
+        clock, thread = self, threading.get_ident()
 
         def timed(sess, *args):
+            if threading.get_ident() != thread:
+                return clock._original(sess, *args)
             start = time.perf_counter()
             try:
                 return clock._original(sess, *args)
