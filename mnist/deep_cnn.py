@@ -120,7 +120,6 @@ class Model(object):
                                 decay_speed)
         self.train_op = tf.compat.v1.train.AdamOptimizer(self.lr).minimize(
             self.loss, global_step=self.global_step)
-        self._train_callable = None  # (session, its callable of train_step's run)
         with tf.compat.v1.name_scope('weights'):
             # Tagged and named 'weights/<variable>', as tf.compat.v1.summary.histogram did.
             self.histograms = tf.compat.v1.summary.merge(
@@ -128,19 +127,10 @@ class Model(object):
                  for v in tf.compat.v1.trainable_variables()])
 
 
-    def train_callable(self, sess):
-        """sess.make_callable of train_step's run (train op and loss, fed images, labels and
-        the keep probability), made once per session: the same run as sess.run([train_op,
-        loss], feed) without parsing the fetches and the feed again at every step."""
-        if self._train_callable is None or self._train_callable[0] is not sess:
-            self._train_callable = (sess, sess.make_callable(
-                [self.train_op, self.loss], [self.images, self.labels, self.pkeep]))
-        return self._train_callable[1]
-
-
 def train_step(sess, model, images, labels):
     """One training batch, with dropout (keep 0.75); returns its loss (before the update)."""
-    _, loss = model.train_callable(sess)(images, labels, 0.75)
+    _, loss = sess.run([model.train_op, model.loss],
+                       {model.images: images, model.labels: labels, model.pkeep: 0.75})
     return loss
 
 

@@ -88,35 +88,6 @@ def test_the_benchmarks_cifar10_step_runs(tmp_path, monkeypatch, data_root):
             workload.close()
 
 
-def _deep_cnn_losses(data_root, step):
-    """The first 12 training losses of deep_cnn's model, seeded, each step run by
-    step(sess, model, images, labels) on the script's batches."""
-    from mnist import deep_cnn
-    from mnist import input_data
-    mnist = input_data.read_data_sets(os.path.join(data_root, 'mnist'), seed=1,
-                                      validation_size=deep_cnn.VALIDATION_SIZE)
-    with training.seeded_graph(1):
-        model = deep_cnn.Model()
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            return [float(step(sess, model, *mnist.train.next_batch(100))) for _ in range(12)]
-
-
-def test_deep_cnn_train_step_gives_the_losses_of_the_scripts_sess_run(data_root):
-    # train_step runs a callable made once per session (Session.make_callable); the losses of
-    # a short run are those of the script's former sess.run with a feed dict, bit for bit.
-    from mnist import deep_cnn
-
-    def former_step(sess, model, images, labels):
-        _, loss = sess.run([model.train_op, model.loss],
-                           {model.images: images, model.labels: labels, model.pkeep: 0.75})
-        return loss
-    before = _deep_cnn_losses(data_root, former_step)
-    after = _deep_cnn_losses(data_root, deep_cnn.train_step)
-    assert after == before
-    assert after[-1] < after[0]  # it trains
-
-
 def test_bench_profile_splits_a_step_op_by_op(tmp_path, data_root):
     import json
     import subprocess
