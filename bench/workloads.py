@@ -66,9 +66,10 @@ def _fed(build_model, images, labels, config=None):
 
 
 def _entered(session):
-    """Enters a MonitoredSession; returns (session, close)."""
-    session.__enter__()
-    return session, lambda: session.__exit__(None, None, None)
+    """Enters a MonitoredSession (or a context manager yielding one, as
+    trainer.monitored_session); returns (the session entered, close)."""
+    entered = session.__enter__()
+    return entered, lambda: session.__exit__(None, None, None)
 
 
 # --- cnn_mnist -------------------------------------------------------------------------------

@@ -162,8 +162,11 @@ def monitored_session(config, role, session_config, hooks, summary_op=None):
     logger = next((h for h in hooks if isinstance(h, training.StepLoggerHook)), None)
     try:
         if role.is_chief:
+            # Alone, each run is one step; in a cluster other workers' runs count too.
+            steps_per_run = 1 if role is cluster.LOCAL else None
             hooks.append(training.checkpoint_saver_hook(config.train_dir,
-                                                        config.checkpoint_steps, scaffold))
+                                                        config.checkpoint_steps, scaffold,
+                                                        steps_per_run))
             session = tf.compat.v1.train.MonitoredTrainingSession(
                 master=role.master, is_chief=True, checkpoint_dir=config.train_dir,
                 scaffold=scaffold, hooks=hooks, save_checkpoint_steps=None,

@@ -103,7 +103,21 @@ class FiniteCheckpointGuard(tf.compat.v1.train.CheckpointSaverListener):
 
 class _CheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
     """TensorFlow's hook, except that a resumed session does not write again the checkpoint
-    it was restored from (the hook saves the step a session starts at)."""
+    it was restored from (the hook saves the step a session starts at), and that it reads the
+    global step again (one more Session.run) only when a checkpoint may be due.
+
+    TensorFlow's hook assumes a run may advance the global step by up to a million steps
+    (steps_per_run), so after EVERY run it calls Session.run once more to read the step. Each
+    of our runs advances it by steps_per_run (1: one train op per run), so the step fetched
+    with the run, plus steps_per_run, tells when one is due: the same steps are saved, without
+    the extra call. steps_per_run=None keeps TensorFlow's way (a cluster's workers, where
+    other workers advance the step too).
+    """
+
+    def __init__(self, *args, steps_per_run=1, **kwargs):
+        super().__init__(*args, **kwargs)
+        if steps_per_run is not None:
+            self._set_steps_per_run(steps_per_run)
 
     def begin(self):
         super().begin()
@@ -116,15 +130,17 @@ class _CheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
         return super()._save(session, step)
 
 
-def checkpoint_saver_hook(checkpoint_dir, save_steps, scaffold=None):
-    """A CheckpointSaverHook (every save_steps and at the end) behind a FiniteCheckpointGuard.
+def checkpoint_saver_hook(checkpoint_dir, save_steps, scaffold=None, steps_per_run=1):
+    """A CheckpointSaverHook (every save_steps and at the end) behind a FiniteCheckpointGuard;
+    steps_per_run: how far one Session.run of this process advances the global step (None:
+    unknown, as in a cluster; the hook then reads the step again after every run).
 
     Pass it after the hook that checks the loss, and give MonitoredTrainingSession
     save_checkpoint_steps=None and save_checkpoint_secs=None: its own saver would run before
     every other hook and save the step that diverged.
     """
     return _CheckpointSaverHook(checkpoint_dir, save_steps=save_steps, scaffold=scaffold,
-                                listeners=[FiniteCheckpointGuard()])
+                                listeners=[FiniteCheckpointGuard()], steps_per_run=steps_per_run)
 
 
 class StepLoggerHook(tf.compat.v1.train.SessionRunHook):
