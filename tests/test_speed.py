@@ -93,7 +93,7 @@ def test_bench_profile_splits_a_step_op_by_op(tmp_path, data_root):
     import json
     import subprocess
     import sys
-    from conftest import REPO
+    from helpers import REPO
     out = tmp_path / 'profile.json'
     result = subprocess.run(
         [sys.executable, '-m', 'bench.profile', '--models=deep_cnn', '--ways=ours_fed,keras',
