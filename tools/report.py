@@ -239,7 +239,9 @@ def parse_result(exp, run_dir):
 
 
 def _env():
-    return dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
+    # TensorFlow's own lines as the scripts decide (common/logs.py: hidden unless --tf_logs or
+    # the user's TF_CPP_MIN_LOG_LEVEL), so that log.txt holds the tutorial's lines
+    return dict(os.environ, PYTHONUNBUFFERED='1')
 
 
 def _read_float(path, default=0.0):

@@ -859,7 +859,9 @@ os.execv(sys.argv[2], sys.argv[2:])
 
 def _env():
     path = os.environ.get('PYTHONPATH')
-    return dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2',
+    # TensorFlow's own lines as the scripts decide (common/logs.py), so that a trial's log.txt
+    # holds the script's lines and its last line is the script's
+    return dict(os.environ, PYTHONUNBUFFERED='1',
                 PYTHONPATH=REPO + (os.pathsep + path if path else ''))
 
 
