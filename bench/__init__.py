@@ -20,6 +20,14 @@ MODELS = ['cnn_mnist', 'mnist_with_summaries', 'deep_cnn', 'cifar10', 'mlp']
 PEAK_SIZE = 2048
 
 
+def check_choices(flag_values, name, choices):
+    """Makes the list flag --<name> accept only a non-empty comma-separated list of `choices`
+    (python -m bench's and bench.profile's --models and --ways)."""
+    flag_values.register_validator(name, lambda v: v and set(v) <= set(choices),
+                                   '--%s: expected a comma-separated list of %s'
+                                   % (name, ', '.join(choices)))
+
+
 def batch_size(model):
     """The batch `model`'s script trains on with its defaults, read from the script (which
     imports TensorFlow): its --batch_size default, mnist_with_summaries' fixed batch, the MLP's

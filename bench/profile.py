@@ -35,7 +35,7 @@ import time
 
 from absl import flags
 
-import bench  # noqa: F401  (before TensorFlow: common's CPU defaults)
+import bench  # (before TensorFlow: common's CPU defaults)
 from common import entry
 
 FLAGS = flags.FLAGS
@@ -51,11 +51,8 @@ def define_flags():
     flags.DEFINE_integer('warmup_steps', 10, 'Untimed steps first.', lower_bound=0)
     flags.DEFINE_integer('top', 15, 'Op types printed per model.', lower_bound=1)
     flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
-    flags.register_validator('models', lambda v: v and set(v) <= set(bench.MODELS),
-                             '--models: expected a comma-separated list of %s'
-                             % ', '.join(bench.MODELS))
-    flags.register_validator('ways', lambda v: v and set(v) <= set(WAYS),
-                             '--ways: expected a comma-separated list of %s' % ', '.join(WAYS))
+    bench.check_choices(flags, 'models', bench.MODELS)
+    bench.check_choices(flags, 'ways', WAYS)
 
 
 class _RuntimeClock(object):

@@ -62,11 +62,8 @@ def define_flags():
                         'Folder holding mnist/ and cifar10/ (default: $TF_CLASSICS_DATA, else '
                         '../shared/data beside the repository, else ./data in it, '
                         'downloading there).')
-    flags.register_validator('models', lambda v: v and set(v) <= set(bench.MODELS),
-                             '--models: expected a comma-separated list of %s'
-                             % ', '.join(bench.MODELS))
-    flags.register_validator('ways', lambda v: v and set(v) <= set(WAYS),
-                             '--ways: expected a comma-separated list of %s' % ', '.join(WAYS))
+    bench.check_choices(flags, 'models', bench.MODELS)
+    bench.check_choices(flags, 'ways', WAYS)
 
 
 class Worker(object):
