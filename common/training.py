@@ -223,7 +223,6 @@ def start_run_dir(run_dir, flag, fresh, record, model_flags=None):
     (CheckpointMismatchError); then the folder is opened for writing (checkpoints.open_writer:
     one writer, --fresh moves it aside, the latest checkpoint announced for resuming) and the
     run's flags_record saved. Yields the latest checkpoint to resume from, or None."""
-    checkpoints.check_folder(run_dir, flag)
     if model_flags and not fresh:
         checkpoints.check_model_flags(run_dir, model_flags)
     with checkpoints.open_writer(run_dir, flag, fresh) as latest:
