@@ -16,6 +16,10 @@ Workload = collections.namedtuple('Workload', 'examples_per_step step flops clos
                                   defaults=(None, None))
 
 MODELS = ['cnn_mnist', 'mnist_with_summaries', 'deep_cnn', 'cifar10', 'mlp']
+# The scripts that have --steps_per_run (the opt-in in-graph loop), and the value the bench's
+# ours_loop way gives it (Keras' steps_per_execution=10).
+LOOP_MODELS = ['deep_cnn']
+LOOP_STEPS = 10
 # The matmul timed for the machine's fp32 peak: [PEAK_SIZE, PEAK_SIZE] x [PEAK_SIZE, PEAK_SIZE].
 PEAK_SIZE = 2048
 

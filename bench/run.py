@@ -10,6 +10,8 @@ alike. A figure is the median over the rounds (min and max are printed beside it
 (images) per second of training:
   ours      our script end to end (its input pipeline, hooks, summaries and checkpoints on the
             script's schedule; test-set evaluations left out)
+  ours_loop the same with --steps_per_run=10 (the opt-in in-graph loop, ten steps per
+            Session.run), for the scripts that have the flag (bench.LOOP_MODELS)
   ours_fed  the same train op on a batch held in memory: the ceiling for `ours`
   keras     the same model, batch and optimiser in Keras 3 (compile + one long fit), with
             the fastest of its jit_compile / steps_per_execution settings (named)
@@ -40,7 +42,7 @@ from common import provenance
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WAYS = ['ours', 'bf16', 'ours_fed', 'keras', 'pytorch']
+WAYS = ['ours', 'ours_loop', 'bf16', 'ours_fed', 'keras', 'pytorch']
 PEAK_FRAMEWORKS = ['tensorflow', 'numpy', 'pytorch']
 PIPELINES = ['queue', 'dataset']
 
@@ -199,7 +201,8 @@ def main(argv):
     rows = []
     try:
         for model in FLAGS.models:
-            model_ways = ways + (PIPELINES if model == 'cifar10' and FLAGS.pipeline else [])
+            model_ways = [w for w in ways if w != 'ours_loop' or model in bench.LOOP_MODELS]
+            model_ways += PIPELINES if model == 'cifar10' and FLAGS.pipeline else []
             batch = bench.batch_size(model)  # the script's (this imports it, and TensorFlow)
             figures, flops_per_step, errors, variants = measure(
                 model, model_ways, workdir, env, batch, FLAGS.warmup_seconds, FLAGS.rounds,
@@ -265,20 +268,23 @@ def _row_line(row):
 
 def table(rows, gflops):
     """The results as a Markdown table (examples/s, ratios, % of the matmul peak)."""
-    lines = ['| model | batch | ours | bf16 | ours_fed | keras | pytorch | bf16/ours | ours/keras | '
-             'ours/pytorch | ours/ours_fed | GFLOP/step | % of peak: ours / bf16 / fed / keras / '
-             'pytorch |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    lines = ['| model | batch | ours | ours_loop | bf16 | ours_fed | keras | pytorch | bf16/ours | '
+             'ours/keras | ours_loop/keras | ours/pytorch | ours/ours_fed | GFLOP/step | '
+             '% of peak: ours / loop / bf16 / fed / keras / pytorch |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         pf = r['peak_fractions']
-        lines.append('| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
-            r['model'], r['batch'], _fmt(r.get('ours')), _fmt(r.get('bf16')),
-            _fmt(r.get('ours_fed')), _fmt(r.get('keras')), _fmt(r.get('pytorch')),
-            _fmt(_ratio(r.get('bf16'), r.get('ours')), '%.2f'),
-            _fmt(_ratio(r.get('ours'), r.get('keras')), '%.2f'),
-            _fmt(_ratio(r.get('ours'), r.get('pytorch')), '%.2f'),
-            _fmt(_ratio(r.get('ours'), r.get('ours_fed')), '%.2f'),
-            _fmt(r['flops_per_step'] and r['flops_per_step'] / 1e9, '%.2f'),
-            ' / '.join(_fmt(pf.get(w) and 100 * pf[w], '%.0f') for w in WAYS)))
+        lines.append('| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |'
+                     % (r['model'], r['batch'], _fmt(r.get('ours')), _fmt(r.get('ours_loop')),
+                        _fmt(r.get('bf16')), _fmt(r.get('ours_fed')), _fmt(r.get('keras')),
+                        _fmt(r.get('pytorch')),
+                        _fmt(_ratio(r.get('bf16'), r.get('ours')), '%.2f'),
+                        _fmt(_ratio(r.get('ours'), r.get('keras')), '%.2f'),
+                        _fmt(_ratio(r.get('ours_loop'), r.get('keras')), '%.2f'),
+                        _fmt(_ratio(r.get('ours'), r.get('pytorch')), '%.2f'),
+                        _fmt(_ratio(r.get('ours'), r.get('ours_fed')), '%.2f'),
+                        _fmt(r['flops_per_step'] and r['flops_per_step'] / 1e9, '%.2f'),
+                        ' / '.join(_fmt(pf.get(w) and 100 * pf[w], '%.0f') for w in WAYS)))
     lines.append('')
     lines.append('Examples (images) per second of training, median of the windows; the fp32 '
                  'matmul peak (the best of TensorFlow, NumPy and PyTorch) %.1f GFLOP/s.' % gflops)

@@ -8,6 +8,9 @@ ways, for each model:
             Test-set evaluations are not training and are left out.
   bf16      ours with --precision=bf16 (TensorFlow's mixed-precision rewrite: oneDNN bfloat16
             on a CPU).
+  ours_loop ours with --steps_per_run=10 (the opt-in in-graph loop: ten steps per
+            Session.run, as Keras' steps_per_execution=10), for the scripts that have it
+            (LOOP_MODELS).
   ours_fed  the same model and train op, on one batch held in variables in memory, nothing
             else run: the ceiling for `ours`.
   keras / pytorch   the same model, batch and optimiser in the peer frameworks (bench/peers.py).
@@ -19,7 +22,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from bench import MODELS, Workload  # noqa: F401 (re-exported)
+from bench import LOOP_MODELS, LOOP_STEPS, MODELS, Workload  # noqa: F401 (re-exported)
 from bench import flops
 from common import data
 
@@ -135,15 +138,16 @@ def deep_cnn(variant, workdir, precision):
             return model.train_op, {model.pkeep: 0.75}
         return _fed(build, *_mnist_batch(config.data_dir, config.batch_size))
     mnist = input_data.read_data_sets(config.data_dir, validation_size=script.VALIDATION_SIZE)
+    steps = LOOP_STEPS if variant == 'ours_loop' else 1
     model = script.Model(None, config.max_learning_rate, config.min_learning_rate,
-                         config.decay_speed)
+                         config.decay_speed, steps)
     sess = tf.compat.v1.Session(config=_session_config(config))
     sess.run(tf.compat.v1.global_variables_initializer())
 
     def step():
-        images, labels = mnist.train.next_batch(config.batch_size)
-        script.train_step(sess, model, images, labels)
-    return Workload(config.batch_size, step, None, sess.close)
+        script.train_steps(sess, model, [mnist.train.next_batch(config.batch_size)
+                                         for _ in range(steps)])
+    return Workload(config.batch_size * steps, step, None, sess.close)
 
 
 # --- the full-batch MLP ----------------------------------------------------------------------
@@ -213,8 +217,9 @@ BUILDERS = {'cnn_mnist': cnn_mnist, 'mnist_with_summaries': mnist_with_summaries
 
 def build(model, variant, workdir):
     """The Workload of `model` built `variant`-wise (ours, bf16 (ours with --precision=bf16),
-    ours_fed, queue or dataset; Keras and PyTorch: bench/peers.py), writing its checkpoints and
-    event files under workdir. It is built in the default graph: call this inside a
+    ours_loop (ours with --steps_per_run=10, LOOP_MODELS only), ours_fed, queue or dataset;
+    Keras and PyTorch: bench/peers.py), writing its checkpoints and event files under
+    workdir. It is built in the default graph: call this inside a
     `with tf.Graph().as_default()` that lasts as long as the Workload is used."""
     if variant == 'bf16':  # ours, with --precision=bf16
         return BUILDERS[model]('ours', workdir, 'bf16')

@@ -54,6 +54,34 @@ def set_precision(session_config, precision):
     return session_config
 
 
+def steps_per_run_flag():
+    """--steps_per_run: the opt-in in-graph loop (in_graph_loop)."""
+    return config.flag(
+        1, 'Training steps per Session.run: above 1, an in-graph loop (tf.while_loop) runs '
+        'them in one call into the runtime, as Keras\' steps_per_execution and TPUEstimator\'s '
+        'iterations_per_loop (faster for small models: less Python per step). Logs, '
+        'evaluations and checkpoints stay at the steps they fall on; the dropout masks come '
+        'from another random op than the default\'s, so a seeded curve differs from it. '
+        '1: one step per call, as the original.', lower_bound=1)
+
+
+def in_graph_loop(count, step):
+    """Runs `count` (an int32 scalar tensor) training steps in one Session.run: a tf.while_loop
+    whose body is step(i) -> (loss, train_op) for the i-th batch of the run, one iteration after
+    another (parallel_iterations=1: each step reads the variables the one before updated).
+    Build the variables and the optimizer's slots outside it first (the default train op does).
+    Returns the [count] losses, each computed before its step's update."""
+    def body(i, losses):
+        loss, train_op = step(i)
+        with tf.control_dependencies([train_op]):
+            return i + 1, losses.write(i, loss)
+
+    _, losses = tf.compat.v1.while_loop(
+        lambda i, _: i < count, body, [tf.constant(0), tf.TensorArray(tf.float32, count)],
+        parallel_iterations=1, back_prop=False, name='steps_per_run')
+    return losses.stack()
+
+
 class DivergedError(Exception):
     """A NaN or Inf loss (or variable): training stops before anything else is saved."""
 

@@ -56,6 +56,7 @@ class Config:
     decay_speed: float = config_lib.flag(
         2000.0, 'Steps for the decay to shrink by a factor e.', lower_bound=1e-9)
     seed: int = config_lib.flag(None, 'Graph-level and shuffling seed.')
+    steps_per_run: int = training.steps_per_run_flag()
 
 
 DEFAULTS = Config()
@@ -98,11 +99,19 @@ def learning_rate(step, max_rate=0.003, min_rate=0.0001, decay_speed=2000.0):
     return min_rate + (max_rate - min_rate) * tf.exp(-tf.cast(step, tf.float32) / decay_speed)
 
 
+def cross_entropy(logits, labels):
+    """Görner's cross entropy: mean over the batch, times 100 ("per 100 images")."""
+    return 100.0 * tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=logits))
+
+
 class Model(object):
     def __init__(self, inputs=None, max_learning_rate=0.003, min_learning_rate=0.0001,
-                 decay_speed=2000.0):
+                 decay_speed=2000.0, steps_per_run=1):
         """inputs: (images, labels) tensors to use instead of the placeholders (the benchmark's
-        in-memory batch)."""
+        in-memory batch). steps_per_run above 1 adds run_images [steps, batch, 784],
+        run_labels [steps, batch] and run_losses: those steps in one Session.run (the in-graph
+        loop of --steps_per_run)."""
         if inputs is None:
             self.images = tf.compat.v1.placeholder(tf.float32, [None, 784], name='images')
             self.labels = tf.compat.v1.placeholder(tf.int32, [None], name='labels')
@@ -111,15 +120,27 @@ class Model(object):
         self.pkeep = tf.compat.v1.placeholder_with_default(1.0, [], name='pkeep')
         self.global_step = tf.compat.v1.train.get_or_create_global_step()
         logits = deep_cnn(self.images, self.pkeep)
-        # Görner's cross entropy: mean over the batch, times 100 ("per 100 images").
-        self.loss = 100.0 * tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=self.labels, logits=logits))
+        self.loss = cross_entropy(logits, self.labels)
         self.correct = tf.reduce_sum(tf.cast(
             tf.equal(tf.argmax(logits, 1, output_type=tf.int32), self.labels), tf.float32))
         self.lr = learning_rate(self.global_step, max_learning_rate, min_learning_rate,
                                 decay_speed)
-        self.train_op = tf.compat.v1.train.AdamOptimizer(self.lr).minimize(
-            self.loss, global_step=self.global_step)
+        # In the in-graph loop each step reads its own learning rate (the optimizer calls it).
+        rate = self.lr if steps_per_run == 1 else lambda: learning_rate(
+            self.global_step, max_learning_rate, min_learning_rate, decay_speed)
+        optimizer = tf.compat.v1.train.AdamOptimizer(rate)
+        self.train_op = optimizer.minimize(self.loss, global_step=self.global_step)
+        if steps_per_run > 1:
+            self.run_images = tf.compat.v1.placeholder(tf.float32, [None, None, 784],
+                                                       name='run_images')
+            self.run_labels = tf.compat.v1.placeholder(tf.int32, [None, None], name='run_labels')
+
+            def step(i):  # the same variables and Adam slots as train_op's
+                with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
+                    loss = cross_entropy(deep_cnn(self.run_images[i], self.pkeep),
+                                         self.run_labels[i])
+                return loss, optimizer.minimize(loss, global_step=self.global_step)
+            self.run_losses = training.in_graph_loop(tf.shape(self.run_labels)[0], step)
         with tf.compat.v1.name_scope('weights'):
             # Tagged and named 'weights/<variable>', as tf.compat.v1.summary.histogram did.
             self.histograms = tf.compat.v1.summary.merge(
@@ -132,6 +153,24 @@ def train_step(sess, model, images, labels):
     _, loss = sess.run([model.train_op, model.loss],
                        {model.images: images, model.labels: labels, model.pkeep: 0.75})
     return loss
+
+
+def train_steps(sess, model, batches):
+    """Trains on each of batches ((images, labels) pairs) in turn, with dropout (keep 0.75):
+    a Session.run each, or all in one through the in-graph loop of a model built with
+    steps_per_run above 1. Returns their losses (each before its update)."""
+    if not hasattr(model, 'run_losses'):
+        return [train_step(sess, model, images, labels) for images, labels in batches]
+    images, labels = zip(*batches)
+    return sess.run(model.run_losses, {model.run_images: images, model.run_labels: labels,
+                                       model.pkeep: 0.75})
+
+
+def steps_in_run(step, last, steps_per_run, *intervals):
+    """How many training steps one run makes from `step`: up to steps_per_run, stopping at the
+    next multiple of each of `intervals` (evaluations, checkpoints) and at `last`."""
+    ends = [last] + [(step // n + 1) * n for n in intervals]
+    return min([step + steps_per_run] + ends) - step if step < last else 0
 
 
 def evaluate(sess, model, mnist, images, labels, writer, step):
@@ -157,7 +196,8 @@ def evaluate(sess, model, mnist, images, labels, writer, step):
 def train(config, mnist):
     """Trains to config.max_steps batches, resuming from the latest checkpoint in
     config.log_dir; returns the final test accuracy."""
-    model = Model(None, config.max_learning_rate, config.min_learning_rate, config.decay_speed)
+    model = Model(None, config.max_learning_rate, config.min_learning_rate, config.decay_speed,
+                  config.steps_per_run)
     checkpoints = trainer.Checkpoints(config.log_dir, mnist.train)
     writer = tf.compat.v1.summary.FileWriter(config.log_dir, tf.compat.v1.get_default_graph())
     session_config = training.set_precision(tf.compat.v1.ConfigProto(), config.precision)
@@ -165,15 +205,21 @@ def train(config, mnist):
         start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
         trainer.start_event_files([writer], start)
         last = max(start, config.max_steps)
-        for i in range(start, last + 1):
+        i = start
+        while True:
             if i > start and (i % config.checkpoint_steps == 0 or i == last):
                 checkpoints.save(sess, i)
-            images, labels = mnist.train.next_batch(config.batch_size)
+            # This run's batches (one, unless --steps_per_run): the first is also evaluated.
+            count = steps_in_run(i, last, config.steps_per_run, config.eval_every,
+                                 config.checkpoint_steps)
+            batches = [mnist.train.next_batch(config.batch_size) for _ in range(max(count, 1))]
             if i % config.eval_every == 0 or i == last:
-                acc = evaluate(sess, model, mnist, images, labels, writer, i)
+                acc = evaluate(sess, model, mnist, *batches[0], writer, i)
             if i == last:
                 break
-            training.check_finite(train_step(sess, model, images, labels), i)
+            for j, loss in enumerate(train_steps(sess, model, batches)):
+                training.check_finite(loss, i + j)
+            i += count
     writer.close()
     print('Final test accuracy after %d batches: %.4f' % (last, acc), flush=True)
     return acc

@@ -73,7 +73,7 @@ def test_bench_prints_the_table_and_writes_json(tmp_path):
     assert re.fullmatch(r'jit_compile=(True|False), steps_per_execution=(1|10)',
                         row['variants']['keras'])
     assert 'mnist_with_summaries: keras ran %s.' % row['variants']['keras'] in result.stdout
-    spread = re.search(r'^\| mnist_with_summaries \| ([\d,]+) / ([\d,]+) / ([\d,]+) \| - \| '
+    spread = re.search(r'^\| mnist_with_summaries \| ([\d,]+) / ([\d,]+) / ([\d,]+) \| - \| - \| '
                        r'[\d,]+ / [\d,]+ / [\d,]+ \| [\d,]+ / [\d,]+ / [\d,]+ \| - \|$',
                        result.stdout, re.M)
     assert spread, result.stdout
@@ -88,6 +88,19 @@ def test_bench_prints_the_table_and_writes_json(tmp_path):
     assert set(row['histogram']['steps_per_second']) == set(histogram.STEP_WAYS)
     assert "where the summaries' time goes, ms per step (median): all summaries" in result.stdout
     assert peak['model'] == 'matmul_peak' and peak['gflops'] > 1
+
+
+def test_bench_times_the_in_graph_loop_where_a_script_has_it(tmp_path):
+    out = tmp_path / 'bench.json'
+    result = _bench('--models=deep_cnn,mlp', '--ways=ours,ours_loop', '--seconds=0.2',
+                    '--rounds=1', '--warmup_seconds=0', '--json=%s' % out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    deep_cnn, mlp, _ = json.loads(out.read_text())
+    assert deep_cnn['ours'] > 0 and deep_cnn['ours_loop'] > 0
+    assert mlp['ours'] > 0 and mlp['ours_loop'] is None  # no --steps_per_run: not started
+    assert 'errors' not in mlp and 'starting mlp/ours_loop' not in result.stdout
+    assert re.search(r'^\| deep_cnn \| 100 \| [\d,]+ \| [\d,]+ \| - \| - \| - \| - \| - \| - \| '
+                     r'- \| - \| - \|', result.stdout, re.M), result.stdout
 
 
 def test_the_summaries_cost_is_split_by_leaving_parts_out():

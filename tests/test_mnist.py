@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
+from common import checkpoints
 from helpers import flag_defaults
 from helpers import run_script
 from mnist import cnn_mnist
@@ -410,6 +411,18 @@ def test_deep_cnn_resumes_a_longer_run(tmp_path):
     # the event file continues: each evaluation once (TensorBoard drops the first run's
     # final one, at step 25, where the second run starts)
     assert _scalar_steps(str(tmp_path), 'test/accuracy') == [0, 10, 20, 30, 40]
+
+    # the in-graph loop (--steps_per_run) resumes it, evaluates and saves at the same steps
+    loop = run_script('mnist/deep_cnn.py', '--max_steps=55', '--steps_per_run=7', *args)
+    assert loop.returncode == 0, loop.stderr[-3000:]
+    assert 'Resuming from %s' % (tmp_path / 'model.ckpt-40') in loop.stdout
+    assert [int(s) for s in re.findall(r'^step (\d+): test accuracy', loop.stdout, re.M)] == [
+        40, 50, 55]  # as without it: the start falls on --eval_every
+    state = tf.train.get_checkpoint_state(str(tmp_path))
+    assert [checkpoints.step_of(p) for p in state.all_model_checkpoint_paths][-2:] == [50, 55]
+    reader = tf.train.load_checkpoint(str(tmp_path / 'model.ckpt-55'))
+    assert reader.get_tensor('global_step') == 55
+    assert reader.get_tensor('input_state/position') == 55 * 100
 
     fresh = run_script('mnist/deep_cnn.py', '--max_steps=5', '--fresh', *args)
     assert fresh.returncode == 0, fresh.stderr[-3000:]

@@ -106,3 +106,62 @@ def test_bench_profile_splits_a_step_op_by_op(tmp_path, data_root):
         assert any(t.endswith('Conv2DBackpropInput') for t in figures[way]['ops_us'])
     assert figures['ours_fed']['ops_us']['ResourceApplyAdam'] > 0  # Adam in one kernel
     assert 'ours_fed - keras, the largest differences' in result.stdout
+
+
+# --- the opt-in in-graph loop (--steps_per_run) ---------------------------------------------
+
+def _deep_cnn_losses_and_variables(steps_per_run, batches):
+    """deep_cnn trained on `batches` without dropout (its default keep probability, 1.0), with
+    the same initial values (graph seed 1): Session.run per step, or steps_per_run steps per
+    run through the in-graph loop. Returns the losses and every variable's value by name."""
+    from mnist import deep_cnn
+    with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(1)
+        model = deep_cnn.Model(steps_per_run=steps_per_run)
+        with tf.compat.v1.Session() as sess, _CountRuns() as runs:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            runs.calls = 0
+            losses = []
+            for start in range(0, len(batches), steps_per_run):
+                chunk = batches[start:start + steps_per_run]
+                if steps_per_run == 1:  # train_step, with the keep probability left at 1
+                    images, labels = chunk[0]
+                    losses.append(sess.run([model.train_op, model.loss], {
+                        model.images: images, model.labels: labels})[1])
+                else:
+                    images, labels = zip(*chunk)
+                    losses.extend(sess.run(model.run_losses, {
+                        model.run_images: images, model.run_labels: labels}))
+            calls = runs.calls
+            values = {v.op.name: sess.run(v) for v in tf.compat.v1.global_variables()}
+    return np.array(losses), values, calls
+
+
+def test_the_in_graph_loop_computes_what_one_run_per_step_computes():
+    # 7 steps as runs of 3, 3 and 1: the same losses, the same Adam slots, beta powers,
+    # learning rates (read at each step) and global step as 7 Session.runs, bit for bit.
+    rng = np.random.RandomState(0)
+    batches = [(rng.rand(8, 784).astype(np.float32), rng.randint(0, 10, 8).astype(np.int32))
+               for _ in range(7)]
+    losses, values, calls = _deep_cnn_losses_and_variables(1, batches)
+    loop_losses, loop_values, loop_calls = _deep_cnn_losses_and_variables(3, batches)
+    assert (calls, loop_calls) == (7, 3)
+    np.testing.assert_array_equal(loop_losses, losses)
+    assert sorted(loop_values) == sorted(values)  # no variable more: checkpoints are alike
+    assert len(values) == 1 + 3 * 10 + 2  # step, weights and biases with Adam's m and v, powers
+    for name, value in values.items():
+        np.testing.assert_array_equal(loop_values[name], value, err_msg=name)
+    assert values['global_step'] == 7
+
+
+def test_a_run_stops_at_the_next_evaluation_checkpoint_or_end():
+    from mnist import deep_cnn
+    # --steps_per_run=10, evaluations every 25 and checkpoints every 40, to step 50
+    starts, step = [], 0
+    while step < 50:
+        count = deep_cnn.steps_in_run(step, 50, 10, 25, 40)
+        starts.append((step, count))
+        step += count
+    assert starts == [(0, 10), (10, 10), (20, 5), (25, 10), (35, 5), (40, 10)]
+    assert deep_cnn.steps_in_run(50, 50, 10, 25, 40) == 0
+    assert [deep_cnn.steps_in_run(s, 50, 1, 25, 40) for s in (0, 24, 49)] == [1, 1, 1]
