@@ -217,3 +217,49 @@ def test_compare_prints_each_evaluation_and_draws_both(tmp_path, capsys):
     assert lines[4].startswith('3 evaluations of the original, 2 within our curve; largest '
                                '|difference| 0.0500')
     assert chart.stat().st_size > 1000
+
+
+def _scalars(folder, tag, points):
+    with tf.Graph().as_default():
+        writer = tf.compat.v1.summary.FileWriter(str(folder))
+        for step, value in points:
+            writer.add_summary(tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(
+                tag=tag, simple_value=value)]), step)
+        writer.close()
+
+
+def test_probe_names_the_chart_it_is_drawn_in_and_keeps_the_comparison(tmp_path, capsys):
+    from tools import report
+    run = tmp_path / 'run'
+    _scalars(run / 'train', 'tower_0/total_loss_1_1', [(0, 4.6), (99, 3.9)])
+    _scalars(run / 'eval', 'Precision @ 1', [(99, 0.4), (199, 0.55)])  # the original's steps
+    (run / 'provenance.json').write_text(json.dumps({
+        'finished': '2026-12-05T20:00:00', 'wheel': 'tensorflow==0.12.1',
+        'hardware': 'AMD EPYC, 2 cores'}))
+    ours = tmp_path / 'result.json'
+    ours.write_text(json.dumps({'curves': {'precision @ 1': [[0, 0.1], [100, 0.42],
+                                                              [300, 0.62]]}}))
+    probes = tmp_path / 'probes'
+    probes.mkdir()
+    out = probes / 'orig_case2.json'
+    assert originals.main(['probe', str(run), '--out', str(out), '--what', 'a test',
+                           '--reference_for', 'case2', '--compare_with', str(ours)]) == 0
+    probe = json.loads(out.read_text())
+    assert probe['curves'] == {'precision @ 1': [[100, 0.4], [200, 0.55]],
+                               'train loss': [[1, 4.6], [100, 3.9]]}
+    label = 'the original code (tensorflow==0.12.1)'
+    assert (probe['reference_for'], probe['label']) == ('case2', label)
+    assert report.load_reference_curves(str(probes)) == {
+        'case2': (label, [(100, 0.4), (200, 0.55)])}  # what the case2 chart draws
+    compared = probe['compared_with']
+    assert [(r['step'], r['ours'], r['ours_interpolated']) for r in compared['rows']] == [
+        (100, 0.42, False), (200, 0.52, True)]
+    assert compared['largest_difference'] == pytest.approx(-0.03)
+    # an experiment the report does not have: one line, nothing written
+    capsys.readouterr()
+    assert originals.main(['probe', str(run), '--out', str(tmp_path / 'x.json'), '--what', 'w',
+                           '--reference_for', 'case9']) == 2
+    assert capsys.readouterr().err.startswith(
+        "tools.originals: error: --reference_for=case9: expected one of the report's "
+        'experiments (cnn_mnist, ')
+    assert not (tmp_path / 'x.json').exists()

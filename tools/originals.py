@@ -630,13 +630,19 @@ def _loss_tag(run_dir):
     return sorted(tags)[-1] if tags else 'total_loss'
 
 
-def probe(run_dir, out, what):
+def probe(run_dir, out, what, reference_for=None, compare_with=None):
     """Writes the probe JSON `out` from a finished tools.originals run folder: its
     provenance.json (the original, the converter's steps and options, the commands, machine,
     versions, commit, data root, environment) plus its curves read from the event files:
     precision @ 1 (steps +1, as load_curve) and the train loss (the last tower's total loss,
-    every --summary_steps, steps +1)."""
+    every --summary_steps, steps +1). reference_for: the report's experiment whose chart draws
+    these points (tools/report.py load_reference_curves), with a label naming the original.
+    compare_with: our result.json (or run folder): compare_curves' rows against it are kept
+    in the probe, under `compared_with`."""
     from tools import report
+    if reference_for is not None and reference_for not in report.BY_NAME:
+        raise OriginalsError('--reference_for=%s: expected one of the report\'s experiments '
+                             '(%s)' % (reference_for, ', '.join(report.BY_NAME)))
     path = os.path.join(run_dir, 'provenance.json')
     if not os.path.exists(path):
         raise OriginalsError('%s: not found (not a tools.originals run folder)' % path)
@@ -648,6 +654,19 @@ def probe(run_dir, out, what):
     record.update(what=what, curves={
         PRECISION: [[s, round(v, 6)] for s, v in load_curve(run_dir)],
         'train loss': [[s + 1, round(float(v), 6)] for s, v in loss]})
+    if reference_for is not None:
+        record.update(reference_for=reference_for,
+                      label='the original code (%s)' % record.get('wheel', 'its files'))
+    if compare_with is not None:
+        rows = compare_curves(load_curve(compare_with), record['curves'][PRECISION])
+        diffs = [r[4] for r in rows if r[4] is not None]
+        record['compared_with'] = {
+            'ours': os.path.relpath(os.path.abspath(compare_with), REPO),
+            'command': 'python -m tools.originals compare %s <this probe>' % compare_with,
+            'rows': [{'step': step, 'ours': mine and round(mine, 6), 'ours_interpolated':
+                      not exact, 'original': value, 'ours_minus_original': d and round(d, 6)}
+                     for step, mine, exact, value, d in rows],
+            'largest_difference': round(max(diffs, key=abs), 6) if diffs else None}
     with open(out, 'w') as f:
         json.dump(record, f, indent=1, sort_keys=True)
         f.write('\n')
@@ -698,6 +717,11 @@ def parse_args(argv):
     p.add_argument('run_dir')
     p.add_argument('--out', required=True)
     p.add_argument('--what', required=True, help='one sentence: what was run, and why')
+    p.add_argument('--reference_for', default=None,
+                   help="the report's experiment whose chart draws these points (e.g. case2)")
+    p.add_argument('--compare_with', default=None,
+                   help='our result.json or run folder: the differences at each evaluation '
+                        'are kept in the probe')
     p = sub.add_parser('exec', help=argparse.SUPPRESS)  # run's child processes
     p.add_argument('--code_dir', required=True)
     p.add_argument('--program', required=True)
@@ -737,7 +761,7 @@ def main(argv):
         elif args.command == 'compare':
             compare(args)
         elif args.command == 'probe':
-            probe(args.run_dir, args.out, args.what)
+            probe(args.run_dir, args.out, args.what, args.reference_for, args.compare_with)
             print('written: %s' % args.out)
         elif args.command == 'exec':
             exec_original(args.code_dir, args.program, json.loads(args.constants), args.argv)

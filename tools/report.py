@@ -452,7 +452,7 @@ def plot(exp, runs, path, steps=None):
     """chart_figure's chart, written to the PNG path."""
     import matplotlib.pyplot as plt
     fig = chart_figure(exp, runs, steps)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches='tight')  # the legend below the axes, whatever its labels
     plt.close(fig)
 
 
