@@ -263,3 +263,34 @@ def test_probe_names_the_chart_it_is_drawn_in_and_keeps_the_comparison(tmp_path,
         "tools.originals: error: --reference_for=case9: expected one of the report's "
         'experiments (cnn_mnist, ')
     assert not (tmp_path / 'x.json').exists()
+
+
+def test_option_resume_goes_on_from_the_latest_checkpoint(converted, data_root, tmp_path,
+                                                          capsys):
+    # A 12-step run of the original single-GPU trainer (checkpoints at loop steps 0, 5, 10,
+    # 11), its state moved back to step 5 as if it had been stopped there, then resumed.
+    run_dir = tmp_path / 'run'
+    args = ['run', '--run_dir', str(run_dir), '--trainer=single', '--max_steps=12',
+            '--checkpoint_steps=5', '--summary_steps=5', '--min_fraction_of_examples_in_queue=0.001',
+            '--num_examples=128', '--eval_interval_secs=600', '--data_root', data_root]
+    assert originals.main(args + ['--option=resume']) == 0, capsys.readouterr().err
+    train_dir = str(run_dir / 'train')
+    assert tf.train.latest_checkpoint(train_dir).endswith('model.ckpt-11')
+    tf.compat.v1.train.update_checkpoint_state(train_dir, os.path.join(train_dir, 'model.ckpt-5'))
+    capsys.readouterr()
+    assert originals.main(args) == 2  # without the option: refused, nothing run
+    assert 'has a train/ folder already (the originals do not resume)' in capsys.readouterr().err
+    assert originals.main(args[:4] + ['--max_steps=13'] + args[5:] + ['--option=resume']) == 2
+    assert 'the run there had other settings' in capsys.readouterr().err
+
+    assert originals.main(args + ['--option=resume']) == 0, capsys.readouterr().err
+    log = (run_dir / 'log.txt').read_text()
+    assert 'option resume: restored %s/model.ckpt-5, going on at step 6' % train_dir in log
+    latest = tf.train.latest_checkpoint(train_dir)
+    assert latest.endswith('model.ckpt-11')
+    assert tf.train.load_checkpoint(latest).get_tensor('Variable') == 12  # its global step
+    record = json.loads((run_dir / 'provenance.json').read_text())
+    assert 'finished' in record and record['options'] == ['resume']
+    [part] = record['parts']
+    assert part['resumed_from'] == os.path.join(train_dir, 'model.ckpt-5')
+    assert part['options'] == ['resume'] and part['git_commit'] == record['git_commit']

@@ -332,10 +332,39 @@ def _variable_scope_8957(files):
     return {name: 1}
 
 
+def _resume(files):
+    """Lets both trainers go on from the latest checkpoint in --train_dir, which the originals
+    never do (their main() deleted the folder): after initialising, the trainer restores it and
+    its loop starts at the step after the checkpoint's (the learning rate and the moving
+    averages go on from the restored global step; the input queues start afresh, as ours on
+    resuming). For a run longer than one sitting; `run --option=resume` on a folder with a
+    train/ folder continues it."""
+    changed = {}
+    for name in ('cifar10_train.py', 'cifar10_multi_gpu_train.py'):
+        match = re.search(r'^( *)sess\.run\(init\)\n', files[name], re.M)
+        if match is None:
+            raise OriginalsError('%s: expected sess.run(init) (not the pinned original?)' % name)
+        pad = match.group(1)
+        restore = [
+            'start_step = 0  # tools/originals.py: option resume',
+            'latest = tf.compat.v1.train.latest_checkpoint(FLAGS.train_dir)',
+            'if latest:',
+            '  saver.restore(sess, latest)',
+            "  start_step = int(latest.rsplit('-', 1)[1]) + 1",
+            "  print('option resume: restored %s, going on at step %d' % (latest, start_step))"]
+        _sub_exact(files, name, match.group(0), match.group(0) + ''.join(
+            pad + line + '\n' for line in restore))
+        _sub_exact(files, name, 'for step in xrange(FLAGS.max_steps):',
+                   'for step in xrange(start_step, FLAGS.max_steps):')
+        changed[name] = len(restore) + 1
+    return changed
+
+
 OPTIONS = {
     'variable_scope_8957': Step(
         'variable_scope_8957', _variable_scope_8957.__doc__.replace('\n   ', ''),
         _variable_scope_8957),
+    'resume': Step('resume', _resume.__doc__.replace('\n   ', ''), _resume),
 }
 
 
@@ -466,6 +495,31 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def tf_latest_checkpoint(train_dir):
+    import tensorflow as tf
+    return tf.train.latest_checkpoint(train_dir)
+
+
+def _resumed_record(args, train_dir):
+    """The provenance.json of the run being resumed (--option=resume), checked: the same
+    trainer, steps, batch and constants as before, and a checkpoint to go on from."""
+    path = os.path.join(args.run_dir, 'provenance.json')
+    try:
+        with open(path) as f:
+            earlier = json.load(f)
+    except (OSError, ValueError) as e:
+        raise OriginalsError('%s: cannot resume without it (%s)' % (path, e))
+    if tf_latest_checkpoint(train_dir) is None:
+        raise OriginalsError('%s: no checkpoint to resume from: give a new --run_dir' % train_dir)
+    code_dir = os.path.join(args.run_dir, 'code')
+    before = (earlier.get('commands') or [[]])[0]
+    if before[1:] != _commands(args, code_dir)[0][1:]:  # the same but for the Python
+        raise OriginalsError('%s: the run there had other settings (its trainer: %s); resume '
+                             'it with the same flags' % (args.run_dir, ' '.join(before[4:])))
+    earlier.pop('finished', None)
+    return earlier
+
+
 def run(args):
     """Converts the original into <run_dir>/code, writes <run_dir>/provenance.json, trains
     with the evaluator beside it (every --eval_interval_secs, as in the report), stops the
@@ -477,14 +531,18 @@ def run(args):
                              'slots on TF 2.21 (tensorflow/tensorflow#8957)')
     if args.optimizer != 'sgd' and args.trainer != 'multi_gpu':
         raise OriginalsError('--optimizer=%s: only --trainer=multi_gpu has it' % args.optimizer)
-    if os.path.exists(os.path.join(args.run_dir, 'train')):
+    train_dir = os.path.join(args.run_dir, 'train')
+    resuming = os.path.exists(train_dir)
+    if resuming and 'resume' not in args.option:
         raise OriginalsError('%s: has a train/ folder already (the originals do not resume): '
-                             'give a new --run_dir' % args.run_dir)
+                             'give a new --run_dir, or --option=resume to go on from its latest '
+                             'checkpoint' % args.run_dir)
     batches = os.path.join(args.data_root, 'cifar10', 'cifar-10-batches-bin', 'test_batch.bin')
     if not os.path.exists(batches):
         raise OriginalsError('%s: not found (--data_root: expected cifar10/cifar-10-batches-bin '
                              'under it)' % batches)
     code_dir = os.path.join(args.run_dir, 'code')
+    earlier = _resumed_record(args, train_dir) if resuming else None
     conversion = fetch_and_convert(code_dir, args.option, args.cache_dir)
     train, poller_cmd, final = _commands(args, code_dir)
     record = dict(
@@ -495,6 +553,12 @@ def run(args):
         tool_command=[sys.executable, '-m', 'tools.originals'] + sys.argv[1:],
         started=datetime.datetime.now().isoformat(timespec='seconds'),
         **provenance.run_facts(args.data_root))
+    if earlier is not None:  # the first part's record, with each later part's facts
+        part = dict(record, resumed_from=tf_latest_checkpoint(train_dir))
+        record = dict(earlier, parts=earlier.get('parts', []) + [
+            {k: part[k] for k in ('started', 'resumed_from', 'tool_command', 'options',
+                                  'converter_steps', 'git_commit', 'git_dirty', 'hardware',
+                                  'tensorflow', 'env')}])
     with open(os.path.join(args.run_dir, 'provenance.json'), 'w') as f:
         json.dump(record, f, indent=1)
     env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONPATH=REPO)
@@ -523,7 +587,7 @@ def run(args):
         if rc != 0:
             raise OriginalsError('the original evaluator exited with status %d (see %s)'
                                  % (rc, log.name))
-    record['wall_seconds'] = round(time.time() - start, 1)
+    record['wall_seconds'] = round(time.time() - start, 1)  # this part's (parts: their starts)
     record['finished'] = datetime.datetime.now().isoformat(timespec='seconds')
     with open(os.path.join(args.run_dir, 'provenance.json'), 'w') as f:
         json.dump(record, f, indent=1)
