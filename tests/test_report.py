@@ -330,8 +330,9 @@ def test_a_row_of_several_runs_draws_each_of_them():
     assert [len(xs) for xs in _drawn(right).values()] == [4]
     assert fig.axes[0].get_title().splitlines()[0] == 'case2: 100 steps, 4 runs'
     legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
-    assert legend == ['precision @ 1 (each of 4 runs)', "the report's figure, 0.815",
-                      'train loss (each of 4 runs)']
+    # and the original code's points up to step 100 (results/probes/orig2016_case2.json)
+    assert legend == ['precision @ 1 (each of 4 runs)', 'the original code (tensorflow==0.12.1)',
+                      "the report's figure, 0.815", 'train loss (each of 4 runs)']
 
 
 def test_results_md_shows_each_rows_chart_of_all_its_runs():
