@@ -29,7 +29,7 @@ SCRIPTS = collections.OrderedDict((s.path, s) for s in [
            'log_dir', 'logs', 'max_steps', 'logs/test', 'accuracy', 1, None,
            MNIST_INTERFACE + ('BATCH_SIZE',)),
     Script('deep_cnn', 'mnist/deep_cnn.py', 'mnist.deep_cnn', 'log_dir', 'logs', 'max_steps',
-           'logs', 'test/accuracy', 1, None, MNIST_INTERFACE),
+           'logs', 'test/accuracy', 1, None, MNIST_INTERFACE + ('train_steps',)),
     # percent; with --grid one folder per configuration below it (mlp.GRID_FOLDER)
     Script('mlp', 'mnist/mlp.py', 'mnist.mlp', 'log_dir', 'logs', 'num_steps', 'logs',
            'test_accuracy', 100, None, ('DEFAULTS', 'VALIDATION_SIZE', 'BATCH_SIZE', 'Graph')),

@@ -110,8 +110,8 @@ class Model(object):
                  decay_speed=2000.0, steps_per_run=1):
         """inputs: (images, labels) tensors to use instead of the placeholders (the benchmark's
         in-memory batch). steps_per_run above 1 adds run_images [steps, batch, 784],
-        run_labels [steps, batch] and run_losses: those steps in one Session.run (the in-graph
-        loop of --steps_per_run)."""
+        run_labels [steps, batch] and run_losses (else None): those steps in one Session.run
+        (the in-graph loop of --steps_per_run)."""
         if inputs is None:
             self.images = tf.compat.v1.placeholder(tf.float32, [None, 784], name='images')
             self.labels = tf.compat.v1.placeholder(tf.int32, [None], name='labels')
@@ -130,6 +130,7 @@ class Model(object):
             self.global_step, max_learning_rate, min_learning_rate, decay_speed)
         optimizer = tf.compat.v1.train.AdamOptimizer(rate)
         self.train_op = optimizer.minimize(self.loss, global_step=self.global_step)
+        self.run_losses = None
         if steps_per_run > 1:
             self.run_images = tf.compat.v1.placeholder(tf.float32, [None, None, 784],
                                                        name='run_images')
@@ -159,7 +160,7 @@ def train_steps(sess, model, batches):
     """Trains on each of batches ((images, labels) pairs) in turn, with dropout (keep 0.75):
     a Session.run each, or all in one through the in-graph loop of a model built with
     steps_per_run above 1. Returns their losses (each before its update)."""
-    if not hasattr(model, 'run_losses'):
+    if model.run_losses is None:
         return [train_step(sess, model, images, labels) for images, labels in batches]
     images, labels = zip(*batches)
     return sess.run(model.run_losses, {model.run_images: images, model.run_labels: labels,

@@ -495,29 +495,29 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def tf_latest_checkpoint(train_dir):
-    import tensorflow as tf
-    return tf.train.latest_checkpoint(train_dir)
-
-
-def _resumed_record(args, train_dir):
+def _resumed_record(args, train_dir, train):
     """The provenance.json of the run being resumed (--option=resume), checked: the same
-    trainer, steps, batch and constants as before, and a checkpoint to go on from."""
+    trainer command (train: this run's) as before, and a checkpoint to go on from. Returns
+    (that record, the checkpoint)."""
+    from common import checkpoints
     path = os.path.join(args.run_dir, 'provenance.json')
     try:
         with open(path) as f:
             earlier = json.load(f)
     except (OSError, ValueError) as e:
         raise OriginalsError('%s: cannot resume without it (%s)' % (path, e))
-    if tf_latest_checkpoint(train_dir) is None:
+    try:
+        latest = checkpoints.latest(train_dir)
+    except checkpoints.RunDirError as e:
+        raise OriginalsError(str(e))
+    if latest is None:
         raise OriginalsError('%s: no checkpoint to resume from: give a new --run_dir' % train_dir)
-    code_dir = os.path.join(args.run_dir, 'code')
     before = (earlier.get('commands') or [[]])[0]
-    if before[1:] != _commands(args, code_dir)[0][1:]:  # the same but for the Python
+    if before[1:] != train[1:]:  # the same but for the Python
         raise OriginalsError('%s: the run there had other settings (its trainer: %s); resume '
                              'it with the same flags' % (args.run_dir, ' '.join(before[4:])))
     earlier.pop('finished', None)
-    return earlier
+    return earlier, latest
 
 
 def run(args):
@@ -542,9 +542,9 @@ def run(args):
         raise OriginalsError('%s: not found (--data_root: expected cifar10/cifar-10-batches-bin '
                              'under it)' % batches)
     code_dir = os.path.join(args.run_dir, 'code')
-    earlier = _resumed_record(args, train_dir) if resuming else None
-    conversion = fetch_and_convert(code_dir, args.option, args.cache_dir)
     train, poller_cmd, final = _commands(args, code_dir)
+    earlier, resumed_from = _resumed_record(args, train_dir, train) if resuming else (None, None)
+    conversion = fetch_and_convert(code_dir, args.option, args.cache_dir)
     record = dict(
         what='the original CIFAR-10 tutorial, converted by tools/originals.py',
         original=ORIGINAL, wheel=WHEEL['requirement'], wheel_sha256=WHEEL['sha256'],
@@ -554,7 +554,7 @@ def run(args):
         started=datetime.datetime.now().isoformat(timespec='seconds'),
         **provenance.run_facts(args.data_root))
     if earlier is not None:  # the first part's record, with each later part's facts
-        part = dict(record, resumed_from=tf_latest_checkpoint(train_dir))
+        part = dict(record, resumed_from=resumed_from)
         record = dict(earlier, parts=earlier.get('parts', []) + [
             {k: part[k] for k in ('started', 'resumed_from', 'tool_command', 'options',
                                   'converter_steps', 'git_commit', 'git_dirty', 'hardware',
