@@ -303,8 +303,10 @@ def test_a_quick_chart_fits_the_steps_run():
     # the reference points (to step 60,000) are left out, and the chart says so
     assert all(x <= 10 for xs in _drawn(ax).values() for x in xs)
     notes = [t.get_text() for t in fig.texts]
-    assert notes == ['Left out: 5 of the 5 points of the %s, beyond step 10.'
-                     % report.REFERENCE_CURVES['cifar10'][0]]
+    label, points = report.REFERENCE_CURVES['cifar10']
+    beyond = len([p for p in points if p[0] > 10])
+    assert beyond and notes == ['Left out: %d of the %d points of the %s, beyond step 10.'
+                                % (beyond, len(points), label)]
     legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
     assert legend == ['precision @ 1', "the report's figure, 0.838", 'train loss']
 
@@ -317,6 +319,18 @@ def test_a_full_chart_draws_the_reference_points_in_the_legend():
     legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
     assert report.REFERENCE_CURVES['cifar10'][0] in legend
     assert fig.axes[0].get_title().splitlines()[0] == 'cifar10: 60,000 steps'
+
+
+def test_reference_points_are_triangles_and_a_dense_curve_a_line(monkeypatch):
+    pytest.importorskip('matplotlib')
+    exp = report.BY_NAME['cifar10']
+    for n, marker, linestyle in [(5, '^', 'None'), (200, 'None', '-')]:
+        points = [(300 * (i + 1), 0.5 + 0.001 * i) for i in range(n)]
+        monkeypatch.setitem(report.REFERENCE_CURVES, 'cifar10', ('the original', points))
+        fig = report.chart_figure(exp, [('cifar10', _cifar10_curves(60000))], steps=60000)
+        line, = [l for l in fig.axes[0].get_lines() if l.get_label() == 'the original']
+        assert (line.get_marker(), line.get_linestyle()) == (marker, linestyle)
+        assert len(line.get_xdata()) == n
 
 
 def test_a_row_of_several_runs_draws_each_of_them():
