@@ -24,8 +24,9 @@ setup(
         # --storage=postgresql://...; SQLAlchemy 2.1 takes it for postgresql:// URLs).
         'test': ['pytest', 'matplotlib', 'optuna>=4.9', 'pytest-xdist', 'psycopg[binary]',
                  'sqlalchemy>=2.1'],
-        # python -m bench: the peers. PyTorch's CPU build: pip install torch==2.13.0 (plain
-        # 'torch' from PyPI is a CUDA build of several GB).
+        # python -m bench: the peers. torch from PyPI is a CUDA build of several GB (it runs
+        # on a CPU too); the CPU-only build comes from PyTorch's own index
+        # (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu).
         'bench': ['keras>=3', 'torch==2.13.0'],
     },
 )
