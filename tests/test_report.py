@@ -307,8 +307,11 @@ def test_a_quick_chart_fits_the_steps_run():
     beyond = len([p for p in points if p[0] > 10])
     assert beyond and notes == ['Left out: %d of the %d points of the %s, beyond step 10.'
                                 % (beyond, len(points), label)]
+    # the original's evaluations up to step 10 (its first, at step 1) are drawn as triangles
     legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
-    assert legend == ['precision @ 1', "the report's figure, 0.838", 'train loss']
+    assert legend == ['precision @ 1', label, "the report's figure, 0.838", 'train loss']
+    drawn, = [l for l in ax.get_lines() if l.get_label() == label]
+    assert drawn.get_marker() == '^' and len(drawn.get_xdata()) == len(points) - beyond
 
 
 def test_a_full_chart_draws_the_reference_points_in_the_legend():
@@ -400,7 +403,7 @@ def test_reference_curves_are_read_from_the_probes(tmp_path):
     (tmp_path / 'other.json').write_text(json.dumps({'curves': {}}))  # no reference_for
     assert report.load_reference_curves(str(tmp_path)) == {
         'cifar10': ('the original', [(10, 0.5), (20, 0.6)])}
-    assert report.REFERENCE_CURVES['cifar10'][1][-1] == (60000, 0.857)  # results/probes/
+    assert report.REFERENCE_CURVES['cifar10'][1][-1] == (60000, 0.8571)  # results/probes/
 
 
 def test_run_facts_and_parts(tmp_path, monkeypatch):

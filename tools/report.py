@@ -408,7 +408,7 @@ def _draw_curves(ax, runs, exp, steps):
         inside = [p for p in points if p[0] <= steps]
         if inside:  # a few points as triangles; an evaluator's dense curve as a black line
             ax.plot([p[0] for p in inside], [p[1] for p in inside],
-                    'k^' if len(points) < 30 else 'k-', linewidth=1, label=label)
+                    'k^' if len(inside) < 30 else 'k-', linewidth=1, label=label)
         if len(inside) < len(points):
             note = 'Left out: %d of the %d points of the %s, beyond step %s.' % (
                 len(points) - len(inside), len(points), label, '{:,}'.format(steps))
