@@ -321,6 +321,8 @@ def run_experiment(exp, run_dir, quick, seed, facts):
 # Charts and the results table
 # ---------------------------------------------------------------------------------------------
 
+MARKED_BELOW = 30  # a curve with fewer points than this shows each point with a marker
+
 CURVES = {  # kind -> [(event folder under the run dir, tag, label, unit of the values)]
     'cnn_mnist': [('model', 'loss', 'train loss', 1),
                   ('model/eval', 'accuracy', 'test accuracy', 1)],
@@ -397,7 +399,7 @@ def _draw_curves(ax, runs, exp, steps):
             first = label not in colours
             colours.setdefault(label, 'C%d' % len(colours))
             shown = label + (' (each of %d runs)' % len(runs) if len(runs) > 1 else '')
-            target.plot(xs, values, marker='.' if len(xs) < 30 else None,
+            target.plot(xs, values, marker='.' if len(xs) < MARKED_BELOW else None,
                         color=colours[label], alpha=1.0 if len(runs) == 1 else 0.6,
                         linewidth=1.5 if len(runs) == 1 else 1.0,
                         label=shown if first else '_nolegend_')
@@ -408,7 +410,7 @@ def _draw_curves(ax, runs, exp, steps):
         inside = [p for p in points if p[0] <= steps]
         if inside:  # a few points as triangles; an evaluator's dense curve as a black line
             ax.plot([p[0] for p in inside], [p[1] for p in inside],
-                    'k^' if len(inside) < 30 else 'k-', linewidth=1, label=label)
+                    'k^' if len(inside) < MARKED_BELOW else 'k-', linewidth=1, label=label)
         if len(inside) < len(points):
             note = 'Left out: %d of the %d points of the %s, beyond step %s.' % (
                 len(points) - len(inside), len(points), label, '{:,}'.format(steps))
