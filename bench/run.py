@@ -18,8 +18,7 @@ alike. A figure is the median over the rounds (min and max are printed beside it
   pytorch   the same in PyTorch, threads = cores, the fastest of eager NCHW, channels_last
             and torch.compile (named)
 and, for CIFAR-10, the input pipeline alone: the queue pipeline of cifar10/inputs.py and its
-tf.data variant (images/s); with mnist_with_summaries, the histogram summary (TensorFlow's
-kernel against ours, and the script's step with each and without summaries: bench/histogram.py). The fp32 matmul peak is measured in the same run (a 2048^2 matmul,
+tf.data variant (images/s). The fp32 matmul peak is measured in the same run (a 2048^2 matmul,
 before and after the models); FLOPs per step are counted from our graph (bench/flops.py).
 Keras and PyTorch are optional (pip install -e '.[bench]'; pip install torch==2.13.0): a
 missing one is reported and left out.
@@ -57,8 +56,6 @@ def define_flags():
     flags.DEFINE_float('warmup_seconds', 3.0, 'Untimed steps before the first window.',
                        lower_bound=0.0)
     flags.DEFINE_boolean('pipeline', True, 'Also time the CIFAR-10 input pipelines alone.')
-    flags.DEFINE_boolean('histogram', True, 'With mnist_with_summaries, also time the histogram '
-                         'summary (bench/histogram.py).')
     flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
     flags.DEFINE_string('data_dir', None,
                         'Folder holding mnist/ and cifar10/ (default: $TF_CLASSICS_DATA, else '
@@ -231,12 +228,6 @@ def main(argv):
         row['peak_fractions'] = fractions
     print()
     print(table(rows, gflops))
-    for row in rows:
-        if row['model'] == 'mnist_with_summaries' and FLAGS.histogram:
-            from bench import histogram
-            lines, row['histogram'] = histogram.run_in_subprocess(
-                FLAGS.seconds, FLAGS.rounds, FLAGS.warmup_seconds, env, workdir)
-            print('\n'.join(lines), flush=True)
     print('Took %s.' % str(datetime.datetime.now() - started).split('.')[0])
     if FLAGS.json:
         with open(FLAGS.json, 'w') as f:

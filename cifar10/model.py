@@ -78,7 +78,8 @@ def _variable_on_cpu(name, shape, initializer, dtype):
 
 
 def _variable_with_weight_decay(name, shape, stddev, wd, dtype):
-    """A truncated-normal variable; adds wd * l2_loss(var) to the 'losses' collection if wd."""
+    """A truncated-normal variable; adds wd * l2_loss(var) to the 'losses' collection unless wd
+    is None (the original adds it for wd=0.0 too: a `weight_loss` term of 0)."""
     var = _variable_on_cpu(
         name, shape, tf.compat.v1.truncated_normal_initializer(stddev=stddev, dtype=dtype), dtype)
     if wd is not None:
@@ -89,7 +90,7 @@ def _variable_with_weight_decay(name, shape, stddev, wd, dtype):
 
 def _conv_relu(scope_name, inputs_, in_depth, dtype, bias):
     with tf.compat.v1.variable_scope(scope_name) as scope:
-        kernel = _variable_with_weight_decay('weights', [5, 5, in_depth, 64], stddev=5e-2, wd=None,
+        kernel = _variable_with_weight_decay('weights', [5, 5, in_depth, 64], stddev=5e-2, wd=0.0,
                                              dtype=dtype)
         conv = tf.nn.conv2d(inputs_, kernel, [1, 1, 1, 1], padding='SAME')
         biases = _variable_on_cpu('biases', [64], tf.compat.v1.constant_initializer(bias), dtype)
@@ -151,7 +152,7 @@ def inference(images, use_fp16=False, conv21=False):
     reshape = tf.reshape(last, [-1, dim])
     local3 = _local('local3', reshape, dim, 384, stddev=0.04, wd=0.004, bias=0.1, dtype=dtype)
     local4 = _local('local4', local3, 384, 192, stddev=0.04, wd=0.004, bias=0.1, dtype=dtype)
-    softmax_linear = _local('softmax_linear', local4, 192, NUM_CLASSES, stddev=1 / 192.0, wd=None,
+    softmax_linear = _local('softmax_linear', local4, 192, NUM_CLASSES, stddev=1 / 192.0, wd=0.0,
                             bias=0.0, dtype=dtype, relu=False)
     return tf.cast(softmax_linear, tf.float32)
 
@@ -222,7 +223,10 @@ def apply_gradients(opt, grads, global_step):
                                                                     global_step)
     with tf.control_dependencies([apply_gradient_op]):
         variables_averages_op = variable_averages.apply(tf.compat.v1.trainable_variables())
-    return tf.group(apply_gradient_op, variables_averages_op, name='train'), histograms
+    train_op = tf.group(apply_gradient_op, variables_averages_op, name='train')
+    # Saved in the .meta: a restored graph (import_meta_graph) finds its train op there.
+    tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.TRAIN_OP, train_op)
+    return train_op, histograms
 
 
 def train(total_loss, global_step, hparams, wrap_optimizer=None):

@@ -27,7 +27,6 @@ import tempfile
 import tensorflow as tf
 
 from common import checkpoints
-from common import summaries
 
 TOP_K = 3
 IMAGE_FORMATS = 'a PNG, JPEG, BMP, GIF or WebP image'
@@ -89,10 +88,7 @@ def build_classifier(prepare, logits_fn, class_names, channels=3, decode=decode_
     from_bytes, bytes_inverted = decode_and_prepare(image_bytes, decode, prepare, invert)
     flipped, images_inverted = inverted_where(images, invert)
     prepared = tf.concat([from_bytes, prepare(flipped)], axis=0)
-    # The model's summary ops never run here; TensorFlow's own kernel keeps the exported
-    # graph free of tf.numpy_function ops, which only a Python process can run.
-    with summaries.histogram_kernel('tensorflow'):
-        logits = logits_fn(prepared)
+    logits = logits_fn(prepared)
     all_probabilities = tf.nn.softmax(logits, name='all_probabilities')
     top_k = min(top_k, len(class_names))
     probabilities, classes = tf.math.top_k(all_probabilities, top_k)

@@ -172,14 +172,15 @@ def checkpoint_saver_hook(checkpoint_dir, save_steps, scaffold=None, steps_per_r
 
 
 class StepLoggerHook(tf.compat.v1.train.SessionRunHook):
-    """Checks every tower's loss every step and prints the original log line every
-    `log_frequency` steps.
+    """Checks every tower's loss every step and prints the original log line at every step
+    that is a multiple of `log_frequency`, step 0 included (the global step as read before the
+    step's run).
 
-    examples/sec is this process's own rate: batch_size * num_towers per step it ran (in a
-    cluster the global step also counts the other workers' steps); sec/batch is the step time
-    divided by the number of towers, as in the original multi-GPU trainer. A line is printed
-    at each multiple of log_frequency this process reaches (global step as read before the
-    step); a cluster worker whose global step jumps past a multiple prints at the next step.
+    examples/sec is this process's own rate: batch_size * num_towers per step it ran since its
+    previous line (the first line: since its first step started; in a cluster the global step
+    also counts the other workers' steps); sec/batch is the step time divided by the number of
+    towers, as in the original multi-GPU trainer. A cluster worker whose global step jumps past
+    a multiple prints at the next step.
     """
 
     def __init__(self, loss, batch_size, num_towers=1, log_frequency=10, tower_losses=None):
@@ -194,13 +195,16 @@ class StepLoggerHook(tf.compat.v1.train.SessionRunHook):
     def begin(self):
         self._global_step = tf.compat.v1.train.get_global_step()
         self._all_losses = tf.stack([tf.cast(l, tf.float32) for l in self._tower_losses])
-        self._last_time = None
+        self._last_time = None  # when the steps counted in _local_steps started
+        self._last_step = None  # the global step of the previous run
         self.step = None  # the global step the next run starts from, as far as this process knows
 
     def after_create_session(self, session, coord):
         self.step = int(session.run(self._global_step))
 
     def before_run(self, run_context):
+        if self._last_time is None:
+            self._last_time, self._local_steps = time.time(), 0
         return tf.compat.v1.train.SessionRunArgs([self._loss, self._all_losses,
                                                   self._global_step])
 
@@ -208,14 +212,15 @@ class StepLoggerHook(tf.compat.v1.train.SessionRunHook):
         loss_value, all_losses, step = run_values.results  # step as read before this run
         self.step = step + 1
         check_finite(all_losses, step)
-        now = time.time()
-        if self._last_time is None:
-            self._last_time, self._last_step, self._local_steps = now, step, 0
-            return
         self._local_steps += 1
-        if step // self._log_frequency > self._last_step // self._log_frequency:
-            duration = (now - self._last_time) / self._local_steps
-            self._last_time, self._last_step, self._local_steps = now, step, 0
+        f = self._log_frequency
+        due = (step % f == 0 if self._last_step is None
+               else step // f > self._last_step // f)
+        self._last_step = step
+        if due:
+            now = time.time()
+            duration = max(now - self._last_time, 1e-6) / self._local_steps
+            self._last_time, self._local_steps = now, 0
             print(STEP_LOG_FORMAT % (datetime.datetime.now(), step, loss_value,
                                      self._batch_size * self._num_towers / duration,
                                      duration / self._num_towers), flush=True)
@@ -261,7 +266,11 @@ def start_run_dir(run_dir, flag, fresh, record, model_flags=None):
 def scaffold(summary_op=None):
     """The Scaffold of a MonitoredTrainingSession that resumes and checkpoints a run folder:
     its saver (checkpoints.Saver, sharded as the Scaffold's own) writes paths relative to the
-    folder and reports a checkpoint it cannot write in one line. Build it after the model."""
+    folder and reports a checkpoint it cannot write in one line. Build it after the model.
+    summary_op (default: every summary) is kept in the SUMMARY_OP collection, as the Scaffold
+    keeps its default, so that a restored .meta finds the op the trainer ran."""
+    if summary_op is not None:
+        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.SUMMARY_OP, summary_op)
     return tf.compat.v1.train.Scaffold(
         summary_op=summary_op,
         saver=checkpoints.saver(sharded=True, allow_empty=True, max_to_keep=5))

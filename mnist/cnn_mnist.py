@@ -161,6 +161,7 @@ class Model(object):
         tf.compat.v1.summary.scalar('loss', self.loss)
         optimizer = tf.compat.v1.train.GradientDescentOptimizer(learning_rate)
         self.train_op = optimizer.minimize(self.loss, global_step=self.global_step)
+        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.TRAIN_OP, self.train_op)
         self.correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32),
                                                       self.labels), tf.int32))
 

@@ -130,6 +130,7 @@ class Model(object):
             self.global_step, max_learning_rate, min_learning_rate, decay_speed)
         optimizer = tf.compat.v1.train.AdamOptimizer(rate)
         self.train_op = optimizer.minimize(self.loss, global_step=self.global_step)
+        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.TRAIN_OP, self.train_op)
         self.run_losses = None
         if steps_per_run > 1:
             self.run_images = tf.compat.v1.placeholder(tf.float32, [None, None, 784],

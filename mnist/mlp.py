@@ -110,6 +110,7 @@ class Graph(object):
             labels=tf_train_labels, logits=logits))
         self.optimizer = tf.compat.v1.train.GradientDescentOptimizer(learning_rate).minimize(
             self.loss)
+        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.TRAIN_OP, self.optimizer)
         self.train_prediction = tf.nn.softmax(logits)
         self.test_prediction = tf.nn.softmax(model(tf_test_dataset))
 

@@ -130,6 +130,7 @@ class Model(object):
         with tf.compat.v1.name_scope('train'):
             self.train_step = tf.compat.v1.train.AdamOptimizer(learning_rate).minimize(
                 self.cross_entropy)
+        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.TRAIN_OP, self.train_step)
         with tf.compat.v1.name_scope('accuracy'):
             with tf.compat.v1.name_scope('correct_prediction'):
                 correct_prediction = tf.equal(tf.argmax(y, 1), self.y_)

@@ -5,9 +5,16 @@ absl flags at import and their cifar10.py would shadow our cifar10 package):
 
 IN.npz: `var:<name>` variable values, `images` [B, 24, 24, 3], `labels` [B], `tower<k>:<name>`
 tower gradients, `data_file` (a CIFAR-10 binary batch), `records` (how many to read),
-`eval_dir` (a folder holding test_batch.bin). OUT.npz: `logits`, `loss`, `grad:<name>`,
-`avg:<name>`, `keys`, `record_labels`, `uint8images`, `eval_images`, `eval_labels`.
+`eval_dir` (a folder holding test_batch.bin), `batches_dir` (the training batches),
+`draw_images` and `draws:<k>` (an image each, the values of the training distortions' random
+ops for it). OUT.npz: `logits`, `loss`, `grad:<name>`, `avg:<name>`, `keys`, `record_labels`,
+`uint8images`, `eval_images`, `eval_labels`, `distorted` (the training graph's image for each
+draw), and the training graph's `losses` (the 'losses' collection's op names), `summary_tags`
+(the tags TensorFlow 0.12's summary ops had: the names given), `variables` (trainable
+variables, 'name:shape').
 """
+
+import graph_facts
 
 import os
 import sys
@@ -73,6 +80,28 @@ def main(code_dir, in_path, out_path):
             out['eval_images'], out['eval_labels'] = sess.run([images, labels])
             coord.request_stop()
             coord.join(threads, stop_grace_period_secs=5)
+
+    # The single-device trainer's graph (cifar10_train.train up to its train op), with the
+    # names given to the summary functions recorded: TensorFlow 0.12's tf.scalar_summary and
+    # tf.histogram_summary used them as the tags (1.0's tf.summary derives tags from scopes).
+    tags = {}  # the summary op's name: the name the original gave it
+    for name in ('scalar', 'histogram', 'image'):
+        real = getattr(tf.compat.v1.summary, name)
+
+        def recording(tag, *args, _real=real, **kwargs):
+            op = _real(tag, *args, **kwargs)
+            tags[op.op.name] = tag
+            return op
+        setattr(tf.compat.v1.summary, name, recording)
+    with tf.Graph().as_default() as graph:
+        global_step = tf.compat.v1.Variable(0, trainable=False)
+        images, labels = cifar10_input.distorted_inputs(str(inp['batches_dir']), batch)
+        logits = cifar10.inference(images)
+        loss = cifar10.loss(logits, labels)
+        cifar10.train(loss, global_step)
+        out.update(graph_facts.names(graph))
+        out['summary_tags'] = graph_facts.summary_tags(graph, tags)
+        out['distorted'] = graph_facts.distort_with_draws(graph, inp['draw_images'], inp)
 
     np.savez(out_path, **out)
 

@@ -13,7 +13,6 @@ import pytest
 import tensorflow as tf
 
 from bench import flops
-from bench import histogram
 from bench import peers
 from cifar10 import model
 from helpers import REPO, shared_data_root
@@ -82,11 +81,6 @@ def test_bench_prints_the_table_and_writes_json(tmp_path):
     assert row['flops_per_step'] == 2 * 2 * 100 * (784 * 500 + 500 * 10) + 2 * 100 * 500 * 10
     assert 0 < row['peak_fraction'] < 2
     assert len(row['windows']['ours']) == 2
-    # bench/histogram.py, after mnist_with_summaries
-    assert 'Histogram summary: TensorFlow\'s kernel against common/histogram.py' in result.stdout
-    assert len(row['histogram']['steps_per_second']['our_histograms']) == 2
-    assert set(row['histogram']['steps_per_second']) == set(histogram.STEP_WAYS)
-    assert "where the summaries' time goes, ms per step (median): all summaries" in result.stdout
     assert peak['model'] == 'matmul_peak' and peak['gflops'] > 1
 
 
@@ -101,16 +95,6 @@ def test_bench_times_the_in_graph_loop_where_a_script_has_it(tmp_path):
     assert 'errors' not in mlp and 'starting mlp/ours_loop' not in result.stdout
     assert re.search(r'^\| deep_cnn \| 100 \| [\d,]+ \| [\d,]+ \| - \| - \| - \| - \| - \| - \| '
                      r'- \| - \| - \|', result.stdout, re.M), result.stdout
-
-
-def test_the_summaries_cost_is_split_by_leaving_parts_out():
-    """bench.histogram's breakdown: each part is the difference of two ways' ms per step."""
-    median = {'tensorflow_histograms': 40.0, 'our_histograms': 100.0,
-              'no_weights1_histogram': 125.0, 'no_histograms': 200.0, 'no_summaries': 250.0}
-    assert histogram.breakdown(median) == (
-        "ms per step (median): all summaries 6.00, of which layer 1's weight histogram 2.00, "
-        "the other histograms 3.00, scalars, images and writing 1.00; without layer 1's "
-        "weight histogram 0.50 of the graph's speed")
 
 
 def test_bench_rejects_an_unknown_model():

@@ -2,8 +2,10 @@
 2016-12 files, fetched through pip on first use, cached, and converted by tools/originals.py):
 the same variable values and batch give the same logits, loss and gradients; the same tower
 gradients average the same; the same file reads as the same records; the eval preprocessing
-gives the same images. And the original's own cifar10_input_test.py, converted, passes against
-cifar10/inputs.py. Seconds: no training."""
+gives the same images; the single-device training graph has the same 'losses' collection,
+summary tags (as TensorFlow 0.12 made them) and trainable variables, and its distortions make
+the same image from the same image and random draws. And the original's own
+cifar10_input_test.py, converted, passes against cifar10/inputs.py. Seconds: no training."""
 
 import json
 import os
@@ -17,11 +19,18 @@ import tensorflow as tf
 from cifar10 import inputs
 from cifar10 import model
 from cifar10 import towers
+from common import data
+import graph_facts
 from helpers import REPO
 from tools import originals
 
 BATCH = 8
 RECORDS = 12
+# The values of the training distortions' random ops for one image each, in the order the ops
+# are made: random_crop's offset (y, x, channel: taken modulo 9, 9, 1), random_flip's uniform
+# (below 0.5: flipped), random_brightness's and random_contrast's uniforms in [0, 1).
+DRAWS = [[0, 0, 0, 0.9, 0.5, 0.5], [8, 3, 0, 0.1, 0.0, 0.99], [4, 8, 0, 0.49, 0.97, 0.0],
+         [13, 25, 7, 0.5, 0.25, 0.75]]
 # float32 round-off: the two graphs run the same ops, maybe in another order.
 TOLERANCE = dict(rtol=2e-5, atol=2e-6)
 
@@ -97,7 +106,21 @@ def _our_side(data_root, workdir):
     ours['keys'] = np.array([r[0] for r in rows])
     ours['record_labels'] = np.array([r[1] for r in rows])
     ours['uint8images'] = np.array([r[2] for r in rows])
-    given.update(data_file=test_file, records=RECORDS, eval_dir=eval_dir)
+    batches_dir = os.path.join(data_root, 'cifar10', data.CIFAR10_DIRNAME)
+    given.update(data_file=test_file, records=RECORDS, eval_dir=eval_dir,
+                 batches_dir=batches_dir, draw_images=uint8images[:len(DRAWS)])
+    for k, values in enumerate(DRAWS):
+        given['draws:%d' % k] = np.array(values, np.float64)
+
+    # cifar10/train.py's graph up to its train op.
+    with tf.Graph().as_default() as graph:
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        images, labels = inputs.training_batches(batches_dir, BATCH)
+        total_loss = model.loss(model.inference(images), labels)
+        model.train(total_loss, global_step, model.Hyperparameters(batch_size=BATCH))
+        ours.update(graph_facts.names(graph))
+        ours['summary_tags'] = graph_facts.summary_tags(graph)
+        ours['distorted'] = graph_facts.distort_with_draws(graph, given['draw_images'], given)
     return ours, given
 
 
@@ -123,6 +146,30 @@ def test_same_logits_loss_and_gradients(both):
     assert len(grads) == 10
     for k in grads:
         np.testing.assert_allclose(ours[k], original[k], err_msg=k, **TOLERANCE)
+
+
+def test_same_losses_collection_summary_tags_and_variables(both):
+    """The original's wd=0.0 layers put a `weight_loss` term of 0 in the collection too; the
+    tags are the names the original gave its summaries (TensorFlow 0.12 kept them as given)."""
+    ours, original = both
+    assert list(ours['losses']) == list(original['losses'])
+    assert list(ours['losses']) == ['conv1/weight_loss', 'conv2/weight_loss',
+                                    'local3/weight_loss', 'local4/weight_loss',
+                                    'softmax_linear/weight_loss', 'cross_entropy']
+    assert list(ours['variables']) == list(original['variables'])
+    assert list(ours['summary_tags']) == list(original['summary_tags'])
+    assert 'conv1/weight_loss (raw)' in ours['summary_tags']
+
+
+def test_same_training_distortions_for_the_same_random_draws(both):
+    """Each image as the original's distorted_inputs makes it (crop, flip, brightness,
+    contrast, standardisation; per image, before shuffle_batch) from the same image and the
+    same values of its random ops: exactly, for crops at both ends, flipped or not, the
+    extremes of brightness and contrast."""
+    ours, original = both
+    assert ours['distorted'].shape == (len(DRAWS), 24, 24, 3)
+    np.testing.assert_array_equal(ours['distorted'], original['distorted'])
+    assert not np.array_equal(ours['distorted'][0], ours['distorted'][1])
 
 
 def test_same_average_gradients(both):
