@@ -99,10 +99,10 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fr
     """Runs one case in this process: {'case', 'examples_per_sec', 'devices'}."""
     import common  # noqa: F401  (before TensorFlow: its CPU defaults)
     import tensorflow as tf
+    from cifar10 import inputs
     from cifar10 import model
     from cifar10 import multi_gpu_train
     from cifar10 import trainer
-    from common import cluster
     (_, num_towers, precision, xla, use_fp16), = [c for c in CASES if c[0] == name]
     config = dataclasses.replace(
         trainer.DEFAULTS, train_dir=workdir, num_gpus=num_towers, precision=precision, xla=xla,
@@ -113,9 +113,12 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fr
                                                      split_gpu_mb=gpu_memory_mb)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     with tf.Graph().as_default(), tf.device('/cpu:0'):
-        train_op, losses, summary_op = multi_gpu_train.training_graph(config, batches_dir,
+        tf.compat.v1.train.get_or_create_global_step()
+        images, labels = inputs.training_batches(batches_dir, config.batch_size,
+                                                 config.min_fraction_of_examples_in_queue)
+        train_op, losses, summary_op = multi_gpu_train.training_graph(config, images, labels,
                                                                       devices)
-        with trainer.monitored_session(config, cluster.LOCAL, session_config,
+        with trainer.monitored_session(config, session_config,
                                        [trainer.step_logger(config, losses)],
                                        summary_op) as sess:
             rate = _timed_rate(lambda: sess.run(train_op), config.batch_size * num_towers,

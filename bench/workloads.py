@@ -56,16 +56,25 @@ def _mnist_batch(data_dir, batch_size, labels_dtype=np.int32):
     return mnist.train.images[:batch_size], mnist.train.labels[:batch_size].astype(labels_dtype)
 
 
-def _fed(build_model, images, labels, config=None):
+def _fed(build_model, images, labels, config=None, examples=None):
     """ours_fed: build_model((images_var, labels_var)) -> (train_op, feed of the scalar
-    placeholders such as the dropout keep probability, or None); runs train_op alone."""
+    placeholders such as the dropout keep probability, or None); runs train_op alone (and
+    the queue runners the graph has: CIFAR-10's prefetch queue). examples: per step
+    (default: the batch's)."""
     images_var, feed_images = _memory_batch(images, 'bench_images')
     labels_var, feed_labels = _memory_batch(labels, 'bench_labels')
     train_op, feed = build_model((images_var, labels_var))
     sess = tf.compat.v1.Session(config=config)
     sess.run(tf.compat.v1.global_variables_initializer(), {**feed_images, **feed_labels})
-    return Workload(len(images), lambda: sess.run(train_op, feed), flops.step_flops(train_op),
-                    sess.close)
+    coord = tf.compat.v1.train.Coordinator()
+    threads = tf.compat.v1.train.start_queue_runners(sess, coord)
+
+    def close():
+        coord.request_stop()
+        sess.close()  # cancels a queue runner blocked on a full queue
+        coord.join(threads, stop_grace_period_secs=5, ignore_live_threads=True)
+    return Workload(examples or len(images), lambda: sess.run(train_op, feed),
+                    flops.step_flops(train_op), close)
 
 
 def _entered(session):
@@ -176,32 +185,31 @@ def mlp(variant, workdir, precision):
 def cifar10(variant, workdir, precision):
     from cifar10 import inputs
     from cifar10 import multi_gpu_train
-    from cifar10 import towers
     from cifar10 import trainer
-    from common import cluster
     config = _defaults(trainer.DEFAULTS, 'cifar10', train_dir=workdir, precision=precision)
     devices, session_config = trainer.session_config(config, multi_tower=True)
     examples = config.batch_size * config.num_gpus
-    if variant == 'ours_fed':
+    if variant == 'ours_fed':  # one batch in memory, through the prefetch queue to the towers
         rng = np.random.RandomState(0)
-        images = rng.standard_normal([examples, 24, 24, 3]).astype(np.float32)
-        labels = rng.randint(0, 10, examples).astype(np.int32)
+        images = rng.standard_normal([config.batch_size, 24, 24, 3]).astype(np.float32)
+        labels = rng.randint(0, 10, config.batch_size).astype(np.int32)
 
         def build(inputs_):
-            global_step = tf.compat.v1.train.get_or_create_global_step()
-            tower_inputs = list(zip(tf.split(inputs_[0], len(devices)),
-                                    tf.split(inputs_[1], len(devices))))
-            train_op, _, _ = towers.build_towers(tower_inputs, devices, global_step,
-                                                 config.hparams(), config.model)
+            tf.compat.v1.train.get_or_create_global_step()
+            train_op, _, _ = multi_gpu_train.training_graph(config, inputs_[0], inputs_[1],
+                                                            devices)
             return train_op, None
-        return _fed(build, images, labels, session_config)
+        return _fed(build, images, labels, session_config, examples)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     if variant == 'ours':
-        train_op, losses, summary_op = multi_gpu_train.training_graph(config, batches_dir,
+        tf.compat.v1.train.get_or_create_global_step()
+        images, labels = inputs.training_batches(batches_dir, config.batch_size,
+                                                 config.min_fraction_of_examples_in_queue,
+                                                 config.input_pipeline)
+        train_op, losses, summary_op = multi_gpu_train.training_graph(config, images, labels,
                                                                       devices)
         sess, close = _entered(trainer.monitored_session(
-            config, cluster.LOCAL, session_config, [trainer.step_logger(config, losses)],
-            summary_op))
+            config, session_config, [trainer.step_logger(config, losses)], summary_op))
         return Workload(examples, lambda: sess.run(train_op), None, close)
     # The input pipeline alone, as --input_pipeline=queue|dataset builds it.
     images, labels = inputs.training_batches(batches_dir, config.batch_size,

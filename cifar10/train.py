@@ -6,8 +6,8 @@
 Re-running with the same --train_dir resumes from its latest checkpoint (a finished run does
 nothing); --fresh moves the old directory aside and starts over. The flags of each run are
 saved in train_dir/flags-*.json. What train() shares with multi_gpu_train.py (the session
-config, the run folder, the monitored session and its hooks) is in cifar10/trainer.py; the
-cluster (one worker of it, or cluster.LOCAL alone) in common/cluster.py.
+config, the run folder, the monitored session and its hooks) is in cifar10/trainer.py. For
+several machines (ps tasks and workers): cifar10/dist_train.py.
 """
 
 from absl import flags
@@ -17,7 +17,6 @@ import tensorflow as tf
 from cifar10 import inputs
 from cifar10 import model
 from cifar10 import trainer
-from common import cluster
 from common import data
 from common import entry
 from common import training
@@ -26,14 +25,12 @@ FLAGS = flags.FLAGS
 
 
 def train(config, record):
-    """Train CIFAR-10 for a number of steps (as one worker of a cluster, if asked). record:
-    the run's training.flags_record, saved in --train_dir."""
+    """Train CIFAR-10 for a number of steps. record: the run's training.flags_record, saved
+    in --train_dir."""
     session_config = trainer.session_config(config)
-    role = cluster.join(config.cluster, session_config)  # a ps task serves here, never returns
-    trainer.check_done(config, role)
+    trainer.check_done(config)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
-    with trainer.run_folder(config, role, record), training.seeded_graph(config.seed), \
-            role.graph_device():
+    with trainer.run_folder(config, record), training.seeded_graph(config.seed):
         global_step = tf.compat.v1.train.get_or_create_global_step()
 
         # Get images and labels for CIFAR-10, on the CPU.
@@ -50,10 +47,10 @@ def train(config, record):
 
         # Build a Graph that trains the model with one batch of examples and updates the
         # model parameters.
-        train_op = model.train(loss, global_step, config.hparams(), role.wrap_optimizer)
+        train_op = model.train(loss, global_step, config.hparams())
 
         hooks = [trainer.step_logger(config, [loss])]  # the NaN check and the log line
-        with trainer.monitored_session(config, role, session_config, hooks) as mon_sess:
+        with trainer.monitored_session(config, session_config, hooks) as mon_sess:
             while not mon_sess.should_stop():
                 mon_sess.run(train_op)
 
@@ -68,4 +65,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    entry.run(define_flags, main, 'initial_learning_rate', errors=(cluster.ClusterError,))
+    entry.run(define_flags, main, 'initial_learning_rate')

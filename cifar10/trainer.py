@@ -1,35 +1,34 @@
-"""The CIFAR-10 trainers' library: what cifar10/train.py and cifar10/multi_gpu_train.py share
-around the tutorial's train(), which each of them spells out:
+"""The CIFAR-10 trainers' library: what cifar10/train.py, cifar10/multi_gpu_train.py and
+cifar10/dist_train.py share around the tutorial's train(), which each of them spells out:
 
     session_config = trainer.session_config(config)       # (multi-tower: devices too)
-    role = cluster.join(config.cluster, session_config)   # cluster.LOCAL, or this worker
-    trainer.check_done(config, role)                      # a finished run: one line, exit 0
-    with trainer.run_folder(config, role, record), ...:  # the chief holds --train_dir
+    trainer.check_done(config)                            # a finished run: one line, exit 0
+    with trainer.run_folder(config, record), ...:         # holds --train_dir while it trains
         ... inputs, inference, loss, train op ...
-        with trainer.monitored_session(config, role, session_config, hooks) as mon_sess:
+        with trainer.monitored_session(config, session_config, hooks) as mon_sess:
             while not mon_sess.should_stop():
                 mon_sess.run(train_op)
 
-A program defines the flags (`define_flags`) and reads them once into a `Config`; nothing here
+and the multi-GPU trainer's devices (tower_devices) and prefetch queue (prefetch_queue). A
+program defines the flags (`define_flags`) and reads them once into a `Config`; nothing here
 reads a flag.
 """
 
 import contextlib
 import dataclasses
+import sys
 
 import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
 from cifar10 import inputs
 from cifar10 import model as model_lib
-from cifar10 import towers
 from common import checkpoints
-from common import cluster
 from common import config as config_lib
 from common import training
 
-# How long closing a session waits for queue-runner threads. The chief's sync-token queue
-# runner can stay blocked once the other workers have stopped: don't wait the default 120 s.
+# How long closing a session waits for queue-runner threads (a cluster chief's sync-token
+# queue runner can stay blocked once the other workers have stopped): not the default 120 s.
 STOP_GRACE_SECS = 10
 
 
@@ -73,7 +72,6 @@ class Config:
     precision: str = training.precision_flag()
     xla: bool = config_lib.flag(False, 'Compile the model with XLA (global JIT). For GPUs; on a '
                                        'CPU TensorFlow leaves a v1 session unchanged.')
-    cluster: 'cluster.Settings' = cluster.DEFAULTS
 
     def hparams(self):
         """The optimiser's settings, as model.train and the towers take them."""
@@ -88,7 +86,7 @@ DEFAULTS = Config()
 
 
 def define_flags():
-    """The trainers' flags (multi_gpu_train.py adds --num_gpus)."""
+    """The trainers' flags (multi_gpu_train.py and dist_train.py add --num_gpus)."""
     config_lib.define_flags(Config)
 
 
@@ -99,11 +97,11 @@ def from_flags(flag_values):
 
 def session_config(config, multi_tower=False, split_gpu_mb=None):
     """The session's ConfigProto (and, multi_tower, the towers' devices: see
-    towers.tower_devices; split_gpu_mb: one card split into virtual GPUs): one that takes GPU
+    tower_devices; split_gpu_mb: one card split into virtual GPUs): one that takes GPU
     memory as needed; XLA's global JIT with config.xla; the mixed-precision rewrite of
     config.precision. Returns the ConfigProto, or (devices, ConfigProto) with multi_tower."""
     if multi_tower:
-        devices, session_config = towers.tower_devices(
+        devices, session_config = tower_devices(
             config.num_gpus, config.log_device_placement, split_gpu_mb)
     else:
         session_config = tf.compat.v1.ConfigProto(
@@ -116,19 +114,61 @@ def session_config(config, multi_tower=False, split_gpu_mb=None):
     return (devices, session_config) if multi_tower else session_config
 
 
-def check_done(config, role):
-    """Raises checkpoints.NothingToDo when training alone into a --train_dir already at
-    --max_steps (nothing is written); a cluster's chief leaves it to StopAtStepHook."""
-    if role is cluster.LOCAL and not config.fresh:
+def tower_devices(num_towers, log_device_placement=False, split_gpu_mb=None):
+    """Chooses a device per tower and the session config that makes those devices exist.
+
+    Towers go to /gpu:0..N-1 when that many GPUs are visible. With split_gpu_mb and one GPU,
+    the card is split into N virtual GPUs of that many MB each (bench/gpu.py's two towers on
+    one card). Otherwise they go to N logical CPU devices (/cpu:0..N-1,
+    `ConfigProto(device_count={'CPU': N})`), with one warning line. Soft placement stays off
+    there: it would silently put every tower on /cpu:0.
+
+    Returns (devices, session_config).
+    """
+    gpus = tf.config.list_physical_devices('GPU')
+    split = split_gpu_mb and len(gpus) == 1 and num_towers > 1
+    if len(gpus) >= num_towers or split:
+        devices = ['/gpu:%d' % i for i in range(num_towers)]
+        session_config = tf.compat.v1.ConfigProto(allow_soft_placement=True,
+                                                  log_device_placement=log_device_placement)
+        if split:
+            session_config.gpu_options.experimental.virtual_devices.add().memory_limit_mb.extend(
+                [split_gpu_mb] * num_towers)
+        else:
+            # Take GPU memory as needed, so that eval.py runs beside training on the same card.
+            session_config.gpu_options.allow_growth = True
+        return devices, session_config
+    print('WARNING: %d GPU(s) visible for %d tower(s): running the towers on %d logical CPU '
+          'device(s) instead' % (len(gpus), num_towers, num_towers), file=sys.stderr, flush=True)
+    devices = ['/cpu:%d' % i for i in range(num_towers)]
+    session_config = tf.compat.v1.ConfigProto(device_count={'CPU': num_towers},
+                                              allow_soft_placement=False,
+                                              log_device_placement=log_device_placement)
+    return devices, session_config
+
+
+def prefetch_queue(tensors, capacity):
+    """A FIFOQueue that a queue-runner thread keeps filled with `tensors` (tf.contrib's
+    prefetch_queue is gone). Returns the queue."""
+    queue = tf.queue.FIFOQueue(capacity, dtypes=[t.dtype for t in tensors],
+                               shapes=[t.shape for t in tensors], name='batch_queue')
+    tf.compat.v1.train.add_queue_runner(
+        tf.compat.v1.train.QueueRunner(queue, [queue.enqueue(tensors)]))
+    tf.compat.v1.summary.scalar('queue/batch_queue/fraction_of_%d_full' % capacity,
+                                tf.cast(queue.size(), tf.float32) / capacity)
+    return queue
+
+
+def check_done(config):
+    """Raises checkpoints.NothingToDo when --train_dir is already at --max_steps (nothing is
+    written)."""
+    if not config.fresh:
         checkpoints.check_done(config.train_dir, config.max_steps, 'max_steps')
 
 
-def run_folder(config, role, record):
-    """The chief's hold on --train_dir while it trains (training.start_run_dir: one writer,
-    --fresh, another model's checkpoint refused, the run's flags `record` saved); the other
-    workers write nothing there."""
-    if not role.is_chief:
-        return contextlib.nullcontext()
+def run_folder(config, record):
+    """The hold on --train_dir while training (training.start_run_dir: one writer, --fresh,
+    another model's checkpoint refused, the run's flags `record` saved)."""
     return training.start_run_dir(config.train_dir, 'train_dir', config.fresh, record,
                                   config.model.as_dict())
 
@@ -141,41 +181,34 @@ def step_logger(config, losses):
 
 
 @contextlib.contextmanager
-def monitored_session(config, role, session_config, hooks, summary_op=None):
-    """The tutorial's MonitoredTrainingSession, for this role: the chief restores the latest
-    checkpoint in --train_dir (resume), writes a checkpoint every --checkpoint_steps and at the
-    end (never one with a NaN or Inf; our saver, after the hooks that check the loss) and the
-    summaries (summary_op, default: all) every --summary_steps; another worker waits for the
-    chief's model. Every role stops at --max_steps (after `hooks`, which run in order).
+def monitored_session(config, session_config, hooks, summary_op=None, master='',
+                      steps_per_run=1):
+    """The tutorial's MonitoredTrainingSession: it restores the latest checkpoint in
+    --train_dir (resume), writes a checkpoint every --checkpoint_steps and at the end (never
+    one with a NaN or Inf; our saver, after the hooks that check the loss) and the summaries
+    (summary_op, default: all) every --summary_steps, and stops at --max_steps (after
+    `hooks`, which run in order). master: the server of a cluster's chief (dist_train.py);
+    steps_per_run: how far one run of this process moves the global step (None: unknown, as
+    in a cluster, where other workers move it too).
 
     Raises training.DivergedError for a NaN or Inf summary (histograms run before the loss
     check) and checkpoints.CheckpointMismatchError when --train_dir holds another model's
     checkpoint, in one line."""
-    if role.is_chief:
-        latest = checkpoints.latest(config.train_dir)
-        if latest:
-            checkpoints.check_graph_variables(latest, '; use --fresh or another --train_dir')
+    latest = checkpoints.latest(config.train_dir)
+    if latest:
+        checkpoints.check_graph_variables(latest, '; use --fresh or another --train_dir')
     scaffold = training.scaffold(summary_op)
     hooks = [tf.compat.v1.train.StopAtStepHook(last_step=config.max_steps)] + list(hooks)
-    hooks += role.hooks(session_config)
-    role.connect(session_config, config.cluster.cluster_wait_secs)
     logger = next((h for h in hooks if isinstance(h, training.StepLoggerHook)), None)
+    hooks.append(training.checkpoint_saver_hook(config.train_dir, config.checkpoint_steps,
+                                                scaffold, steps_per_run))
     try:
-        if role.is_chief:
-            # Alone, each run is one step; in a cluster other workers' runs count too.
-            steps_per_run = 1 if role is cluster.LOCAL else None
-            hooks.append(training.checkpoint_saver_hook(config.train_dir,
-                                                        config.checkpoint_steps, scaffold,
-                                                        steps_per_run))
-            session = tf.compat.v1.train.MonitoredTrainingSession(
-                master=role.master, is_chief=True, checkpoint_dir=config.train_dir,
+        with tf.compat.v1.train.MonitoredTrainingSession(
+                master=master, is_chief=True, checkpoint_dir=config.train_dir,
                 scaffold=scaffold, hooks=hooks, save_checkpoint_steps=None,
                 save_checkpoint_secs=None, save_summaries_steps=config.summary_steps,
                 log_step_count_steps=None, config=session_config,
-                stop_grace_period_secs=STOP_GRACE_SECS)
-        else:
-            session = role.worker_session(scaffold, session_config, hooks, STOP_GRACE_SECS)
-        with session as mon_sess:
+                stop_grace_period_secs=STOP_GRACE_SECS) as mon_sess:
             yield mon_sess
     except tf.errors.InvalidArgumentError as e:
         diverged = training.divergence_in_summary(e, logger.step if logger else 0)

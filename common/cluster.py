@@ -1,4 +1,5 @@
-"""TensorFlow's distributed runtime for the trainers: cluster flags, TF_CONFIG, the servers.
+"""TensorFlow's distributed runtime for cifar10/dist_train.py: cluster flags, TF_CONFIG, the
+servers.
 
 Between-graph replication as in the TF1 docs: `ps` tasks hold the variables, each `worker` builds
 its own graph (its towers over its own GPUs or logical CPUs, its own input pipeline) and updates
@@ -7,23 +8,22 @@ it writes checkpoints and summaries.
 
 Try it on one machine with the launcher, tools/cluster.py:
 
-    python -m tools.cluster --ps 1 --workers 2 -- cifar10/multi_gpu_train.py --max_steps=200
+    python -m tools.cluster --ps 1 --workers 2 -- cifar10/dist_train.py --max_steps=200
 
 On real hosts, start the same script on each, with the same lists:
 
-    python cifar10/multi_gpu_train.py --ps_hosts=h0:2222 --worker_hosts=h1:2222,h2:2222 \\
+    python cifar10/dist_train.py --ps_hosts=h0:2222 --worker_hosts=h1:2222,h2:2222 \\
         --job_name=ps --task_index=0                     # on h0
-    python cifar10/multi_gpu_train.py --ps_hosts=h0:2222 --worker_hosts=h1:2222,h2:2222 \\
+    python cifar10/dist_train.py --ps_hosts=h0:2222 --worker_hosts=h1:2222,h2:2222 \\
         --job_name=worker --task_index=0 --num_gpus=2    # on h1 (the chief); task 1 on h2
 
 or set TF_CONFIG='{"cluster": {"ps": [...], "worker": [...]}, "task": {"type": "worker",
 "index": 0}}' instead of the four flags. Each task then says, in one line at start, the port
 and interfaces it listens on and that anyone who reaches them can run code as its user: keep
-such a cluster on a private network (README: "Who can reach this").
+such a cluster on a private network (docs/cluster.md: "Who can reach this").
 """
 
 import collections
-import contextlib
 import dataclasses
 import json
 import os
@@ -125,28 +125,6 @@ def exposure_line(cl):
             % (cl.job_name, cl.task_index, address.rsplit(':', 1)[-1], interfaces))
 
 
-class Local(object):
-    """Training alone: the stand-in for a cluster's worker. It is the chief, talks to no
-    other task, and leaves the graph's placement and the optimiser as they are."""
-    is_chief = True
-    master = ''
-    wrap_optimizer = None
-
-    def graph_device(self, device=None):
-        """The device scope of the whole graph: `device`, or TensorFlow's placement."""
-        return tf.device(device) if device else contextlib.nullcontext()
-
-    def hooks(self, session_config):
-        del session_config
-        return []
-
-    def connect(self, session_config, seconds):
-        del session_config, seconds
-
-
-LOCAL = Local()
-
-
 class Worker(object):
     """A worker task of a cluster: its server, its place in the graph (variables on the ps
     tasks), the SyncReplicasOptimizer of --sync_replicas, the hooks and the session of a
@@ -182,13 +160,13 @@ class Worker(object):
 
 
 def join(settings, session_config):
-    """This task's part in the cluster that settings (or TF_CONFIG) describe: LOCAL when
-    training alone, else a Worker (its server started with session_config). A ps task serves
+    """This task's part in the cluster that settings (or TF_CONFIG) describe: None when they
+    describe none, else a Worker (its server started with session_config). A ps task serves
     its variables until it is killed and never returns. Raises ClusterError (naming the flag)
     for an inconsistent description."""
     cl = from_settings(settings)
     if cl is None:
-        return LOCAL
+        return None
     if cl.job_name == 'ps':
         server = tf.compat.v1.train.Server(cl.spec, job_name='ps', task_index=cl.task_index)
         print(exposure_line(cl), flush=True)

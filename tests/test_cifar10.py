@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from cifar10 import inputs
 from cifar10 import model
-from cifar10 import towers
+from cifar10 import multi_gpu_train
 from cifar10 import trainer
 from common import checkpoints
 from common import data
@@ -124,25 +124,32 @@ def test_average_gradients_is_the_mean():
     with tf.Graph().as_default():
         v = tf.Variable([0.0, 0.0])
         tower_grads = [[(tf.constant([1.0, 2.0]), v)], [(tf.constant([3.0, 6.0]), v)]]
-        (grad, var), = towers.average_gradients(tower_grads)
+        (grad, var), = multi_gpu_train.average_gradients(tower_grads)
         assert var is v
         with tf.compat.v1.Session() as sess:
             assert sess.run(grad).tolist() == [2.0, 4.0]
 
 
 def _one_step(num_towers, images, labels, init=None):
-    """One training step of the real model with num_towers towers on logical CPUs.
+    """One training step of multi_gpu_train's graph with num_towers towers on logical CPUs,
+    the towers' batches (the halves of images with 2 towers) coming through its prefetch
+    queue: which tower dequeues which half is a race, which the mean over the towers does not
+    see.
 
     Returns (initial values, values after the step, step stats of the traced step).
     """
     with tf.Graph().as_default(), tf.device('/cpu:0'):
-        global_step = tf.compat.v1.train.get_or_create_global_step()
-        tower_inputs = list(zip(tf.split(tf.constant(images), num_towers),
-                                tf.split(tf.constant(labels), num_towers)))
+        tf.compat.v1.train.get_or_create_global_step()
+        batch = len(images) // num_towers
+        source = tf.queue.FIFOQueue(num_towers, [tf.float32, tf.int32],
+                                    shapes=[(batch,) + images.shape[1:], [batch]])
+        fill = source.enqueue_many([np.stack(np.split(images, num_towers)),
+                                    np.stack(np.split(labels, num_towers))])
+        batch_images, batch_labels = source.dequeue()
         devices = ['/cpu:%d' % i for i in range(num_towers)]
-        train_op, _, summary_op = towers.build_towers(
-            tower_inputs, devices, global_step,
-            dataclasses.replace(trainer.DEFAULTS.hparams(), batch_size=len(images) // num_towers))
+        config = dataclasses.replace(trainer.DEFAULTS, batch_size=batch)
+        train_op, _, summary_op = multi_gpu_train.training_graph(
+            config, batch_images, batch_labels, devices)
         variables = tf.compat.v1.trainable_variables()
         config = tf.compat.v1.ConfigProto(device_count={'CPU': 2}, allow_soft_placement=False)
         with tf.compat.v1.Session(config=config) as sess:
@@ -151,11 +158,16 @@ def _one_step(num_towers, images, labels, init=None):
                 for v in variables:
                     v.load(init[v.op.name], sess)
             before = {v.op.name: sess.run(v) for v in variables}
+            sess.run(fill)
+            coord = tf.compat.v1.train.Coordinator()
+            threads = tf.compat.v1.train.start_queue_runners(sess, coord)
             metadata = tf.compat.v1.RunMetadata()
-            sess.run(train_op, options=tf.compat.v1.RunOptions(
+            # the merged summaries evaluate with the step (no duplicate tags)
+            sess.run([train_op, summary_op], options=tf.compat.v1.RunOptions(
                 trace_level=tf.compat.v1.RunOptions.FULL_TRACE), run_metadata=metadata)
             after = {v.op.name: sess.run(v) for v in variables}
-            sess.run(summary_op)  # the merged summaries evaluate (no duplicate tags)
+            coord.request_stop()
+        coord.join(threads, stop_grace_period_secs=5, ignore_live_threads=True)
     return before, after, metadata.step_stats
 
 
@@ -618,7 +630,7 @@ TOWER_LOSSES = """
 import dataclasses, json, sys
 import common
 import tensorflow as tf
-from cifar10 import multi_gpu_train, trainer
+from cifar10 import inputs, multi_gpu_train, trainer
 from common import data, training
 config = dataclasses.replace(trainer.DEFAULTS, num_gpus=2, seed=1, input_pipeline='dataset',
                              min_fraction_of_examples_in_queue=0.01,
@@ -627,7 +639,11 @@ devices, session_config = trainer.session_config(config, multi_tower=True)
 batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
 out = []
 with training.seeded_graph(config.seed), tf.device('/cpu:0'):
-    train_op, losses, _ = multi_gpu_train.training_graph(config, batches_dir, devices)
+    tf.compat.v1.train.get_or_create_global_step()
+    images, labels = inputs.training_batches(batches_dir, config.batch_size,
+                                             config.min_fraction_of_examples_in_queue,
+                                             config.input_pipeline)
+    train_op, losses, _ = multi_gpu_train.training_graph(config, images, labels, devices)
     with tf.compat.v1.Session(config=session_config) as sess:
         sess.run(tf.compat.v1.global_variables_initializer())
         coord = tf.compat.v1.train.Coordinator()

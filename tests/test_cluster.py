@@ -23,7 +23,7 @@ ARGS = ['--batch_size=16', '--min_fraction_of_examples_in_queue=0.005', '--log_f
         '--checkpoint_steps=10']
 
 
-def _launch(train_dir, *extra, workers=2, timeout=300, script='cifar10/multi_gpu_train.py'):
+def _launch(train_dir, *extra, workers=2, timeout=300, script='cifar10/dist_train.py'):
     env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root(), TF_CPP_MIN_LOG_LEVEL='2')
     return subprocess.run(
         [sys.executable, '-m', 'tools.cluster', '--ps', '1', '--workers', str(workers), '--',
@@ -118,7 +118,7 @@ def test_the_launchers_tasks_are_reachable_from_loopback_only(tmp_path):
     env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root(), TF_CPP_MIN_LOG_LEVEL='2')
     launcher = subprocess.Popen(
         [sys.executable, '-m', 'tools.cluster', '--ps', '1', '--workers', '1', '--',
-         'cifar10/multi_gpu_train.py', '--train_dir=%s' % tmp_path, '--max_steps=100000'] + ARGS,
+         'cifar10/dist_train.py', '--train_dir=%s' % tmp_path, '--max_steps=100000'] + ARGS,
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         preexec_fn=default_sigint)
     watchdog = threading.Timer(240, launcher.kill)
@@ -190,11 +190,19 @@ def test_sync_replicas_aggregate_both_workers(tmp_path):
     assert 20 <= sum(steps.values()) <= 30, steps
 
 
-def test_the_single_device_trainer_runs_as_a_cluster_too(tmp_path):
-    result = _launch(tmp_path, '--max_steps=10', script='cifar10/train.py')
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert sorted(_local_steps(result.stdout)) == [0, 1]
-    assert _global_step(tmp_path) >= 10
+def test_dist_train_without_a_cluster_is_one_line_and_the_tutorials_have_no_cluster_flags(
+        tmp_path, monkeypatch):
+    monkeypatch.delenv('TF_CONFIG', raising=False)
+    result = run_script('cifar10/dist_train.py', '--train_dir=%s' % tmp_path, '--max_steps=5',
+                        *ARGS, env={'TF_CONFIG': ''})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: no cluster: give --ps_hosts, --worker_hosts, --job_name and --task_index, or '
+        'TF_CONFIG (to train on this machine alone: train.py or multi_gpu_train.py)')
+    assert not os.listdir(tmp_path)
+    for script in ('cifar10/train.py', 'cifar10/multi_gpu_train.py'):
+        result = run_script(script, '--ps_hosts=127.0.0.1:1', '--train_dir=%s' % tmp_path)
+        assert result.returncode != 0 and 'Unknown command line flag' in result.stderr, script
 
 
 class _Cluster(object):
@@ -213,7 +221,7 @@ class _Cluster(object):
     def start(self, job, index, log_name, *more):
         log = self.tmp_path / log_name
         proc = subprocess.Popen(
-            [sys.executable, 'cifar10/multi_gpu_train.py', '--job_name=' + job,
+            [sys.executable, 'cifar10/dist_train.py', '--job_name=' + job,
              '--task_index=%d' % index] + self.args + list(more), cwd=REPO, env=self.env,
             stdout=open(log, 'w'), stderr=subprocess.STDOUT)
         self.procs.append(proc)
@@ -276,7 +284,7 @@ def test_a_worker_waits_for_a_late_chief_then_the_chief_alone_restarts(tmp_path)
 def test_unreachable_ps_is_a_clear_error_after_a_bounded_wait(tmp_path):
     ps_port, worker_port = launcher.free_ports(2)  # nothing listens on ps_port
     start = time.time()
-    result = run_script('cifar10/multi_gpu_train.py', '--train_dir=%s' % tmp_path,
+    result = run_script('cifar10/dist_train.py', '--train_dir=%s' % tmp_path,
                         '--ps_hosts=127.0.0.1:%d' % ps_port,
                         '--worker_hosts=127.0.0.1:%d' % worker_port, '--job_name=worker',
                         '--task_index=0', '--cluster_wait_secs=5', '--max_steps=5', *ARGS,

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from cifar10 import inputs
 from cifar10 import model
-from cifar10 import towers
+from cifar10 import multi_gpu_train
 from common import data
 import graph_facts
 from helpers import REPO
@@ -89,7 +89,7 @@ def _our_side(data_root, workdir):
             given['tower%d:%s' % (t, n)] = g
     with tf.Graph().as_default():
         vs = {n: tf.Variable(np.zeros_like(g), name=n) for n, g in tower_grads[0].items()}
-        averaged = towers.average_gradients(
+        averaged = multi_gpu_train.average_gradients(
             [[(tf.constant(t[n]), vs[n]) for n in sorted(vs)] for t in tower_grads])
         with tf.compat.v1.Session() as sess:
             for n, (g, _) in zip(sorted(vs), averaged):

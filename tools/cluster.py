@@ -1,6 +1,6 @@
 """The local cluster launcher: a whole cluster of the trainers on this machine.
 
-    python -m tools.cluster --ps 1 --workers 2 -- cifar10/multi_gpu_train.py --max_steps=200
+    python -m tools.cluster --ps 1 --workers 2 -- cifar10/dist_train.py --max_steps=200
 
 It picks free ports on 127.0.0.1, prefixes each process's output with its role, stops the ps
 tasks when the workers finish, and exits non-zero if a worker failed. TensorFlow's gRPC server
@@ -161,7 +161,7 @@ def main(argv):
     script = argv[1:]
     if not script or not script[0].endswith('.py'):
         raise app.UsageError('give the trainer after --, e.g. python -m tools.cluster --ps 1 '
-                             '--workers 2 -- cifar10/multi_gpu_train.py')
+                             '--workers 2 -- cifar10/dist_train.py')
     enter_private_network(sys.argv[1:])
     start = time.time()
     codes = launch(script, FLAGS.ps, FLAGS.workers)
