@@ -6,7 +6,11 @@ framework (batch_size imports the model's script, and TensorFlow)."""
 import collections
 import time
 
-import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+import common
+
+# Every benchmark process (python -m bench, its workers, bench.profile, bench.gpu) runs
+# TensorFlow as the scripts do, Keras included: the same oneDNN kernels, the same log lines.
+common.before_tensorflow()
 
 # What is timed: examples_per_step examples each step() call; flops per step (None where not
 # counted); close() frees it. window(seconds) -> (steps, elapsed), where given, times a window

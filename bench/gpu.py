@@ -97,7 +97,6 @@ def install_if_needed():
 
 def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fraction):
     """Runs one case in this process: {'case', 'examples_per_sec', 'devices'}."""
-    import common  # noqa: F401  (before TensorFlow: its CPU defaults)
     import tensorflow as tf
     from cifar10 import inputs
     from cifar10 import model
@@ -128,7 +127,6 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fr
 
 def measure_pipeline(pipeline, seconds, warmup_seconds, queue_fraction):
     """The training input alone: images/s of dequeued batches."""
-    import common  # noqa: F401
     import tensorflow as tf
     from cifar10 import inputs
     from cifar10 import trainer

@@ -20,7 +20,8 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
-import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+import common
+common.before_tensorflow()  # oneDNN kernels, TensorFlow's log lines: common/__init__.py
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 

@@ -1,1 +1,1 @@
-import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+"""The CIFAR-10 tutorial (tensorflow/models tutorials/image/cifar10)."""

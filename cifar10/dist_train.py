@@ -24,7 +24,8 @@ import contextlib
 import dataclasses
 
 from absl import flags
-import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+import common
+common.before_tensorflow()  # oneDNN kernels, TensorFlow's log lines: common/__init__.py
 import tensorflow as tf
 
 from cifar10 import inputs

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import sys
 
-import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
 import tensorflow as tf
 
 from cifar10 import inputs

@@ -4,12 +4,13 @@ TensorFlow logs from C++ (the `I0000`, `W0000`, `E0000` lines; it reads TF_CPP_M
 once, when it is imported) and from Python (its `tensorflow` logger: INFO lines and the
 deprecation warnings). By default:
 
-- before TensorFlow is imported (common/__init__.py), TF_CPP_MIN_LOG_LEVEL=3: none of the C++
-  lines. Among them, on AVX2 machines, `E0000 ... oneDNN supports DT_UINT8 only on platforms
+- before TensorFlow is imported (common.before_tensorflow()), TF_CPP_MIN_LOG_LEVEL=3: none of
+  the C++ lines (2, errors shown, where a GPU is asked for: --num_gpus or CUDA_VISIBLE_DEVICES). Among them, on AVX2 machines, `E0000 ... oneDNN supports DT_UINT8 only on platforms
   with AVX-512`: not an error of the run (the op falls back to TensorFlow's Eigen kernel). A
   few lines TensorFlow's libraries print while they load ignore the variable ("oneDNN custom
   operations are on", "All log messages before absl::InitializeLog()"): with the level 3,
-  `import tensorflow` runs with the process's stderr (file descriptor 2) sent to /dev/null;
+  `import tensorflow` runs with the process's stderr (file descriptor 2) sent to /dev/null
+  (never with --tf_logs or where a GPU is asked for);
 - when the script's main starts (entry.main_for), the `tensorflow` logger shows its errors
   only, plus the lines a script asked for with a LoggingTensorHook or a StepCounterHook
   (cnn_mnist's Estimator lines), each printed once (absl's handler printed them a second time).
@@ -60,14 +61,25 @@ def asked_for(argv):
     return shown
 
 
+def gpu_asked_for(argv, environ):
+    """Whether the command line argv gives --num_gpus, or CUDA_VISIBLE_DEVICES names a GPU."""
+    visible = environ.get('CUDA_VISIBLE_DEVICES')
+    return (any(a == '--num_gpus' or a.startswith('--num_gpus=') for a in argv[1:]) or
+            (visible is not None and visible.strip() not in ('', '-1')))
+
+
 def before_tensorflow(argv=None, environ=None):
-    """Sets TF_CPP_MIN_LOG_LEVEL=3 in environ (default os.environ) unless it is set or argv
-    (default sys.argv) gives --tf_logs; at the level 3 the coming `import tensorflow` runs with
-    stderr on /dev/null. Call it before TensorFlow is imported."""
+    """Sets TF_CPP_MIN_LOG_LEVEL in environ (default os.environ) unless it is set or argv
+    (default sys.argv) gives --tf_logs: 3, and the coming `import tensorflow` runs with stderr
+    on /dev/null; where a GPU is asked for (gpu_asked_for), 2 (errors shown), and stderr stays,
+    so that TensorFlow's errors while it loads the GPU libraries are seen. Call it before TensorFlow is
+    imported (common.before_tensorflow does)."""
     environ = os.environ if environ is None else environ
-    if not asked_for(sys.argv if argv is None else argv):
-        environ.setdefault(ENV, '3')
-    if environ.get(ENV) == '3' and 'tensorflow' not in sys.modules:
+    argv = sys.argv if argv is None else argv
+    if not asked_for(argv):
+        environ.setdefault(ENV, '2' if gpu_asked_for(argv, environ) else '3')
+    if (environ.get(ENV) == '3' and 'tensorflow' not in sys.modules and
+            not any(isinstance(f, _QuietImport) for f in sys.meta_path)):
         sys.meta_path.insert(0, _QuietImport())
 
 

@@ -1,1 +1,1 @@
-import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+"""The MNIST tutorials and the report's MNIST models."""

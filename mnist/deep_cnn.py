@@ -18,7 +18,8 @@ Report: 0.9926 after 10,000 batches (Görner: 0.9928-0.9931).
 import dataclasses
 
 from absl import flags
-import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+import common
+common.before_tensorflow()  # oneDNN kernels, TensorFlow's log lines: common/__init__.py
 import tensorflow as tf
 
 from common import config as config_lib

@@ -25,7 +25,8 @@ import sys
 
 from absl import flags
 import numpy as np
-import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+import common
+common.before_tensorflow()  # oneDNN kernels, TensorFlow's log lines: common/__init__.py
 import tensorflow as tf
 
 from common import checkpoints

@@ -21,7 +21,8 @@ import dataclasses
 import os
 
 from absl import flags
-import common  # noqa: F401  (before TensorFlow: its CPU defaults, see common/__init__.py)
+import common
+common.before_tensorflow()  # oneDNN kernels, TensorFlow's log lines: common/__init__.py
 import tensorflow as tf
 
 from common import config as config_lib

@@ -2,7 +2,13 @@
 
 import os
 
-import pytest
+import common
+
+# Before any test imports TensorFlow: the oneDNN setting the scripts run with (their
+# common.before_tensorflow() line), so that the tests run the kernels the scripts run.
+common.cpu_defaults()
+
+import pytest  # noqa: E402
 
 from helpers import TINY_CIFAR10, run_script, shared_data_root
 

@@ -2,12 +2,15 @@
 each printed once (common/logs.py)."""
 
 import collections
+import os
 import re
+import subprocess
+import sys
 
 import tensorflow as tf  # noqa: F401  (imported before common.logs: no import hook here)
 
 from common import logs
-from helpers import run_script
+from helpers import REPO, run_script
 
 # A line of TensorFlow's: C++ (I0000 ..., W1205 ...), its Python logger, absl's copy of it, the
 # deprecation notes, the libraries' start-up lines.
@@ -82,3 +85,44 @@ def test_before_tensorflow_keeps_what_the_user_set():
     environ = {}
     logs.before_tensorflow(['x', '--tf_logs'], environ)
     assert environ == {}
+
+
+IMPORT_COMMON = """
+import os, sys
+before = (dict(os.environ), list(sys.meta_path))
+import common, common.logs, cifar10, mnist
+print(dict(os.environ) == before[0], list(sys.meta_path) == before[1])
+"""
+
+
+def test_importing_the_shared_package_changes_nothing():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('TF_ENABLE_ONEDNN_OPTS', 'TF_CPP_MIN_LOG_LEVEL')}
+    result = subprocess.run([sys.executable, '-c', IMPORT_COMMON], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['True', 'True']
+
+
+def test_before_tensorflow_sets_onednn_and_hides_nothing_where_a_gpu_is_asked_for():
+    import common
+    environ = {}
+    common.before_tensorflow(['x'], environ)
+    assert environ == {'TF_ENABLE_ONEDNN_OPTS': '1', 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    environ = {'TF_ENABLE_ONEDNN_OPTS': '0'}
+    common.before_tensorflow(['x', '--num_gpus=2'], environ)
+    assert environ == {'TF_ENABLE_ONEDNN_OPTS': '0', 'TF_CPP_MIN_LOG_LEVEL': '2'}
+    environ = {'CUDA_VISIBLE_DEVICES': '0'}
+    logs.before_tensorflow(['x'], environ)
+    assert environ['TF_CPP_MIN_LOG_LEVEL'] == '2'
+    assert not logs.gpu_asked_for(['x'], {'CUDA_VISIBLE_DEVICES': '-1'})
+
+
+def test_a_gpu_run_shows_tensorflows_import_lines(tmp_path):
+    """Where a GPU is asked for, `import tensorflow` keeps stderr: its start-up line (and the
+    errors of loading the GPU libraries, where there is a GPU) is seen."""
+    result = run_script('cifar10/train.py', '--max_steps=0', '--train_dir=%s' % tmp_path,
+                        env={'CUDA_VISIBLE_DEVICES': '0'})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert any('All log messages before absl::InitializeLog()' in line
+               for line in _lines(result)), _lines(result)
