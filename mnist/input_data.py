@@ -6,7 +6,8 @@
 
 As the original, `read_data_sets` keeps the first `validation_size` training images (5,000 by
 default) aside as `mnist.validation` and trains on the rest; `validation_size=0` keeps all 60,000
-in `mnist.train`. `fake_data=True` gives the original's fake sets (every image all ones, label 1).
+in `mnist.train`. `fake_data=True` gives the original's fake sets (every image all ones, label 0: the
+original's fake label is 0, one-hot [1, 0, ..., 0]).
 
 `next_batch` walks shuffled epochs as the original DataSet did: a new permutation each epoch, and
 a batch that crosses the end of an epoch takes the rest of it and the start of the next. Here the
@@ -82,7 +83,7 @@ class DataSet(object):
         self.position += batch_size
         if self.fake_data:
             return (np.ones([batch_size, IMAGE_PIXELS], np.float32),
-                    np.ones([batch_size], np.int32))
+                    np.zeros([batch_size], np.int32))
         parts = []
         while batch_size > 0:
             epoch, offset = divmod(start, self.num_examples)

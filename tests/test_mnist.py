@@ -201,7 +201,8 @@ def test_read_data_sets_splits_as_the_original(data_root):
         input_data.read_data_sets(os.path.join(data_root, 'mnist'), validation_size=60001)
 
     fake = input_data.read_data_sets(None, fake_data=True)
-    assert fake.validation.next_batch(2)[1].tolist() == [1, 1]
+    # the original's fake label: 0 (one-hot [1, 0, ..., 0])
+    assert fake.validation.next_batch(2)[1].tolist() == [0, 0]
 
 
 def test_each_script_trains_on_the_originals_split():
