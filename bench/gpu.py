@@ -108,8 +108,7 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fr
         min_fraction_of_examples_in_queue=queue_fraction,
         model=model.Model(use_fp16=use_fp16),
         data_dir=data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
-    devices, session_config = trainer.session_config(config, multi_tower=True,
-                                                     split_gpu_mb=gpu_memory_mb)
+    devices, session_config = trainer.tower_session_config(config, split_gpu_mb=gpu_memory_mb)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     with tf.Graph().as_default(), tf.device('/cpu:0'):
         tf.compat.v1.train.get_or_create_global_step()

@@ -187,7 +187,7 @@ def cifar10(variant, workdir, precision):
     from cifar10 import multi_gpu_train
     from cifar10 import trainer
     config = _defaults(trainer.DEFAULTS, 'cifar10', train_dir=workdir, precision=precision)
-    devices, session_config = trainer.session_config(config, multi_tower=True)
+    devices, session_config = trainer.tower_session_config(config)
     examples = config.batch_size * config.num_gpus
     if variant == 'ours_fed':  # one batch in memory, through the prefetch queue to the towers
         rng = np.random.RandomState(0)

@@ -54,7 +54,7 @@ def train(config, record):
     --max_steps. record: the run's training.flags_record, saved by the chief in --train_dir.
     Raises cluster.ClusterError (one line) when no cluster is described."""
     tc = config.training
-    devices, session_config = trainer.session_config(tc, multi_tower=True)
+    devices, session_config = trainer.tower_session_config(tc)
     worker = cluster.join(config.cluster, session_config)  # a ps task serves here
     if worker is None:
         raise cluster.ClusterError(

@@ -124,7 +124,7 @@ def training_graph(config, images, labels, devices, wrap_optimizer=None):
 def train(config, record):
     """Train CIFAR-10 for a number of steps on config.num_gpus towers. record: the run's
     training.flags_record, saved in --train_dir."""
-    devices, session_config = trainer.session_config(config, multi_tower=True)
+    devices, session_config = trainer.tower_session_config(config)
     trainer.check_done(config)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     # The graph is built on the CPU (variables shared there) and each tower on its device.

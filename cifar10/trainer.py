@@ -1,7 +1,7 @@
 """The CIFAR-10 trainers' library: what cifar10/train.py, cifar10/multi_gpu_train.py and
 cifar10/dist_train.py share around the tutorial's train(), which each of them spells out:
 
-    session_config = trainer.session_config(config)       # (multi-tower: devices too)
+    session_config = trainer.session_config(config)       # multi-tower: tower_session_config
     trainer.check_done(config)                            # a finished run: one line, exit 0
     with trainer.run_folder(config, record), ...:         # holds --train_dir while it trains
         ... inputs, inference, loss, train op ...
@@ -94,23 +94,30 @@ def from_flags(flag_values):
     return config_lib.from_flags(Config, flag_values, 'cifar10')
 
 
-def session_config(config, multi_tower=False, split_gpu_mb=None):
-    """The session's ConfigProto (and, multi_tower, the towers' devices: see
-    tower_devices; split_gpu_mb: one card split into virtual GPUs): one that takes GPU
-    memory as needed; XLA's global JIT with config.xla; the mixed-precision rewrite of
-    config.precision. Returns the ConfigProto, or (devices, ConfigProto) with multi_tower."""
-    if multi_tower:
-        devices, session_config = tower_devices(
-            config.num_gpus, config.log_device_placement, split_gpu_mb)
-    else:
-        session_config = tf.compat.v1.ConfigProto(
-            log_device_placement=config.log_device_placement)
-        session_config.gpu_options.allow_growth = True
+def session_config(config):
+    """The single-device trainer's ConfigProto: GPU memory taken as needed, and
+    with_options(config)'s settings."""
+    session_config = tf.compat.v1.ConfigProto(log_device_placement=config.log_device_placement)
+    session_config.gpu_options.allow_growth = True
+    return with_options(session_config, config)
+
+
+def tower_session_config(config, split_gpu_mb=None):
+    """The multi-tower trainers' (devices, ConfigProto): a device per tower of
+    config.num_gpus and the ConfigProto that makes them exist (tower_devices; split_gpu_mb:
+    one card split into virtual GPUs), with with_options(config)'s settings."""
+    devices, session_config = tower_devices(config.num_gpus, config.log_device_placement,
+                                            split_gpu_mb)
+    return devices, with_options(session_config, config)
+
+
+def with_options(session_config, config):
+    """session_config (changed and returned) with XLA's global JIT for config.xla and the
+    mixed-precision rewrite of config.precision."""
     if config.xla:
         session_config.graph_options.optimizer_options.global_jit_level = (
             tf.compat.v1.OptimizerOptions.ON_1)
-    training.set_precision(session_config, config.precision)
-    return (devices, session_config) if multi_tower else session_config
+    return training.set_precision(session_config, config.precision)
 
 
 def tower_devices(num_towers, log_device_placement=False, split_gpu_mb=None):

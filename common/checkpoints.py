@@ -34,24 +34,13 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.training import checkpoint_state_pb2
 
+from common.errors import CheckpointMismatchError
+from common.errors import CheckpointWriteError
+from common.errors import NothingToDo
+from common.errors import RunDirError
+
 STATE_FILE = 'checkpoint'  # TensorFlow's checkpoint state file
 LOCK_FILE = '.lock'        # the writer's lock: {"host", "pid", "command", "since"}
-
-
-class RunDirError(Exception):
-    """A run folder that cannot be used as asked: reported in one line."""
-
-
-class CheckpointMismatchError(Exception):
-    """A checkpoint of another model (or not a checkpoint): reported in one line."""
-
-
-class CheckpointWriteError(Exception):
-    """A checkpoint that could not be written: reported in one line."""
-
-
-class NothingToDo(Exception):
-    """A finished run rerun with the same step count: its one line, exit status 0."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ import urllib.request
 
 import numpy as np
 
+from common.errors import DataError
+
 DATA_ENV = 'TF_CLASSICS_DATA'
 
 CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz'
@@ -47,10 +49,6 @@ MNIST_SHA256 = {
 }
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
-
-
-class DataError(Exception):
-    """Data missing, unreachable, truncated or corrupt; the message names the file or flag."""
 
 
 def data_root():

@@ -14,21 +14,8 @@ import sys
 from absl import app
 from absl import flags
 
+from common import errors as errors_lib
 from common import logs
-
-# The errors that end a program in one line ('error: ...', exit status 1), by module: a
-# program can raise only those of the modules it imported.
-ONE_LINE_ERRORS = {
-    'common.data': ('DataError',),
-    'common.checkpoints': ('CheckpointMismatchError', 'RunDirError', 'CheckpointWriteError'),
-}
-
-
-def _loaded(module, names):
-    """The classes `names` of `module` when the program imported it, else ()."""
-    loaded = sys.modules.get(module)
-    return tuple(getattr(loaded, n) for n in names) if loaded else ()
-
 
 def main_for(main_fn, learning_rate_flag=None, errors=(), interrupted=None):
     """The absl main around main_fn(argv) (which reads the flags into its configuration and
@@ -43,18 +30,17 @@ def main_for(main_fn, learning_rate_flag=None, errors=(), interrupted=None):
     def main(argv):
         if logs.FLAG in flags.FLAGS:
             logs.configure()  # TensorFlow's Python log lines: --tf_logs
-        one_line = sum((_loaded(m, n) for m, n in ONE_LINE_ERRORS.items()), tuple(errors))
-        nothing_to_do = _loaded('common.checkpoints', ('NothingToDo',))
-        diverged = _loaded('common.training', ('DivergedError',))
+        one_line = errors_lib.ONE_LINE + tuple(errors)
         try:
             status = main_fn(argv)
-        except nothing_to_do as e:
+        except errors_lib.NothingToDo as e:
             print(e, flush=True)
             return
         except one_line as e:
             sys.exit('error: %s' % e)
-        except diverged as e:
-            sys.exit(sys.modules['common.training'].diverged_message(e, learning_rate_flag))
+        except errors_lib.DivergedError as e:
+            from common import training  # pylint: disable=g-import-not-at-top  (loaded: it raised)
+            sys.exit(training.diverged_message(e, learning_rate_flag))
         except KeyboardInterrupt:
             if interrupted:
                 print(interrupted, file=sys.stderr)

@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from common import checkpoints
+from common.errors import DivergedError
 from common import config
 from common import data
 from common import logs
@@ -80,14 +81,6 @@ def in_graph_loop(count, step):
         lambda i, _: i < count, body, [tf.constant(0), tf.TensorArray(tf.float32, count)],
         parallel_iterations=1, back_prop=False, name='steps_per_run')
     return losses.stack()
-
-
-class DivergedError(Exception):
-    """A NaN or Inf loss (or variable): training stops before anything else is saved."""
-
-    def __init__(self, step, what):
-        super().__init__('Model diverged with %s at step %d' % (what, step))
-        self.step = step
 
 
 _NON_FINITE_HISTOGRAM = re.compile(r'(?:Nan|NaN|Infinity) in (?:summary )?[Hh]istogram for: (\S+)')

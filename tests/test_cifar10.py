@@ -635,7 +635,7 @@ from common import data, training
 config = dataclasses.replace(trainer.DEFAULTS, num_gpus=2, seed=1, input_pipeline='dataset',
                              min_fraction_of_examples_in_queue=0.01,
                              data_dir=data.resolve_data_dir('cifar10', '', False))
-devices, session_config = trainer.session_config(config, multi_tower=True)
+devices, session_config = trainer.tower_session_config(config)
 batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
 out = []
 with training.seeded_graph(config.seed), tf.device('/cpu:0'):
