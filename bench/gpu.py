@@ -106,7 +106,7 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fr
     config = dataclasses.replace(
         trainer.DEFAULTS, train_dir=workdir, num_gpus=num_towers, precision=precision, xla=xla,
         min_fraction_of_examples_in_queue=queue_fraction,
-        model=model.Model(use_fp16=use_fp16),
+        model=model.ModelFlags(use_fp16=use_fp16),
         data_dir=data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
     devices, session_config = trainer.tower_session_config(config, split_gpu_mb=gpu_memory_mb)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)

@@ -52,7 +52,7 @@ class Config:
     run_once: bool = config_lib.flag(False, 'Whether to run eval only once.')
     batch_size: int = model.batch_size_flag()
     data_dir: str = inputs.data_dir_flag()
-    model: 'model.Model' = model.Model()
+    model: 'model.ModelFlags' = model.ModelFlags()
     precision: str = training.precision_flag()
 
 
@@ -138,7 +138,7 @@ def evaluate_checkpoints(config, given):
     """evaluate's loop, in the --eval_dir it holds."""
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     ckpt_path = wait_for_checkpoint(config)
-    config = dataclasses.replace(config, model=model.Model(**checkpoints.take_model_flags(
+    config = dataclasses.replace(config, model=model.ModelFlags(**checkpoints.take_model_flags(
         config.checkpoint_dir, config.model.as_dict(), given)))
     session_config = tf.compat.v1.ConfigProto()
     session_config.gpu_options.allow_growth = True  # leave GPU memory to the trainer beside us

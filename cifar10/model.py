@@ -6,7 +6,7 @@
 
 1,068,298 parameters. Variables live on the CPU (so that several GPU towers share them), with the
 original initialisers, biases and weight decays. Nothing here reads flags: the scripts pass them.
-`Model` (the flags that change the model's variables) and `Hyperparameters` (the optimiser's)
+`ModelFlags` (the flags that change the model's variables) and `Hyperparameters` (the optimiser's)
 are the typed values they pass.
 """
 
@@ -31,8 +31,8 @@ TOWER_NAME = 'tower'
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
-    """The flags that change the model's variables: a checkpoint is of one Model (the
+class ModelFlags:
+    """The flags that change the model's variables: a checkpoint is of one ModelFlags (the
     trainers', the evaluator's and predict.py's --conv21 and --use_fp16)."""
     conv21: bool = config_lib.flag(False, 'Add the report\'s third conv layer conv21 '
                                           '(optimiser case 1).')
@@ -42,7 +42,7 @@ class Model:
         return dataclasses.asdict(self)
 
 
-MODEL_FLAGS = tuple(f.name for f in dataclasses.fields(Model))
+MODEL_FLAGS = tuple(f.name for f in dataclasses.fields(ModelFlags))
 
 
 def batch_size_flag():

@@ -32,12 +32,12 @@ from common import training
 FLAGS = flags.FLAGS
 
 
-def tower_loss(scope, images, labels, model_flags=model.Model(), summarize=True):
+def tower_loss(scope, images, labels, model_flags=model.ModelFlags(), summarize=True):
     """One tower's total loss (its cross entropy + weight decay).
 
     Args:
       scope: the tower's name scope, e.g. 'tower_0/'; selects this tower's 'losses'.
-      model_flags: the model.Model (--conv21, --use_fp16).
+      model_flags: the model.ModelFlags (--conv21, --use_fp16).
       summarize: also keep moving averages of the losses, with their summaries (the trainer
         summarises the last tower only).
     """

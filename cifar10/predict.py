@@ -67,7 +67,7 @@ class Config:
         None, 'Also draw the first 16 test images in a 4x4 grid with their predicted and true '
         'classes (wrong ones in red) into this PNG file (needs matplotlib).')
     data_dir: str = inputs.data_dir_flag()
-    model: 'model.Model' = model.Model()
+    model: 'model.ModelFlags' = model.ModelFlags()
 
 
 def define_flags():
@@ -155,7 +155,7 @@ def predict(config, paths, given=()):
                                           'checkpoint_dir', TRAINERS)
     where = ('--checkpoint=%s' % ckpt_path if config.checkpoint
              else '--checkpoint_dir=%s' % config.checkpoint_dir)
-    config = dataclasses.replace(config, model=model.Model(**checkpoints.take_model_flags(
+    config = dataclasses.replace(config, model=model.ModelFlags(**checkpoints.take_model_flags(
         os.path.dirname(ckpt_path), config.model.as_dict(), given, where)))
     class_names, batches_dir = class_names_from_data(config.data_dir)
     step = checkpoints.step_of(ckpt_path)

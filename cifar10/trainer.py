@@ -39,7 +39,7 @@ class Config:
                                      'Directory where to write event logs and checkpoints.')
     data_dir: str = inputs.data_dir_flag()
     batch_size: int = model_lib.batch_size_flag()
-    model: model_lib.Model = model_lib.Model()
+    model: model_lib.ModelFlags = model_lib.ModelFlags()
     max_steps: int = config_lib.flag(1000000, 'Number of batches to run (a run already at this '
                                                'step, or 0: nothing to do).', lower_bound=0)
     num_gpus: int = 1  # multi_gpu_train.py's --num_gpus

@@ -836,4 +836,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    import common  # pylint: disable=g-import-not-at-top
+    common.before_tensorflow()  # compare and probe read event files: TensorFlow's lines hidden
     sys.exit(main(sys.argv[1:]))

@@ -759,5 +759,7 @@ if __name__ == '__main__':
     if '--list' in sys.argv[1:]:  # run_all.sh --list, before any venv: the standard library
         print_list()
         sys.exit(0)
+    import common
+    common.before_tensorflow()  # the event files and charts it reads: TensorFlow's lines hidden
     from common import entry
     entry.run(define_flags, main)

@@ -1349,4 +1349,6 @@ def _parse_flags(argv):
 
 
 if __name__ == '__main__':
+    import common  # pylint: disable=g-import-not-at-top
+    common.before_tensorflow()  # the HParams files it writes: TensorFlow's lines hidden
     entry.run(define_flags, main, flags_parser=_parse_flags)
