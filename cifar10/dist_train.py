@@ -54,12 +54,12 @@ def train(config, record):
     --max_steps. record: the run's training.flags_record, saved by the chief in --train_dir.
     Raises cluster.ClusterError (one line) when no cluster is described."""
     tc = config.training
-    devices, session_config = trainer.tower_session_config(tc)
-    worker = cluster.join(config.cluster, session_config)  # a ps task serves here
-    if worker is None:
+    if cluster.from_settings(config.cluster) is None:
         raise cluster.ClusterError(
             'no cluster: give --ps_hosts, --worker_hosts, --job_name and --task_index, or '
             'TF_CONFIG (to train on this machine alone: train.py or multi_gpu_train.py)')
+    devices, session_config = trainer.tower_session_config(tc)
+    worker = cluster.join(config.cluster, session_config)  # a ps task serves here
     batches_dir = data.maybe_download_and_extract_cifar10(tc.data_dir)
     # The chief holds --train_dir; the variables go to the ps tasks, the rest to this worker.
     folder = trainer.run_folder(tc, record) if worker.is_chief else contextlib.nullcontext()

@@ -229,19 +229,16 @@ def apply_gradients(opt, grads, global_step):
     return train_op, histograms
 
 
-def train(total_loss, global_step, hparams, wrap_optimizer=None):
+def train(total_loss, global_step, hparams):
     """The single-device train op: one optimiser step plus moving averages. Returns train_op.
 
-    hparams: a Hyperparameters; wrap_optimizer, if given, wraps the optimiser (e.g. in a
-    SyncReplicasOptimizer)."""
+    hparams: a Hyperparameters."""
     lr = learning_rate(global_step, hparams.batch_size, hparams.initial_learning_rate,
                        hparams.decay_factor, hparams.num_epochs_per_decay)
     summaries.scalar('learning_rate', lr)
     loss_averages_op = add_loss_summaries(total_loss)
     with tf.control_dependencies([loss_averages_op]):
         opt = optimizer(hparams.optimizer, lr)
-        if wrap_optimizer:
-            opt = wrap_optimizer(opt)
         grads = opt.compute_gradients(total_loss)
     train_op, _ = apply_gradients(opt, grads, global_step)
     return train_op

@@ -46,7 +46,7 @@ class ClusterError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """The cluster flags, the TF1 ones plus --sync_replicas and a bounded wait for the cluster
-    (all empty: local training, unless $TF_CONFIG says more)."""
+    (all empty: no cluster, unless $TF_CONFIG describes one)."""
     ps_hosts: str = config.flag('', 'Comma-separated host:port list of the ps tasks.')
     worker_hosts: str = config.flag('', 'Comma-separated host:port list of the workers.')
     job_name: str = config.flag(None, 'This task\'s job: ps or worker.', enum=['ps', 'worker'])
@@ -65,7 +65,7 @@ DEFAULTS = Settings()
 
 def from_settings(settings):
     """The cluster this task belongs to, from its Settings (the flags) or else $TF_CONFIG;
-    None when local.
+    None when they describe none.
 
     Raises ClusterError, naming the flag or variable, when the description is inconsistent.
     """
