@@ -5,7 +5,8 @@ once, when it is imported) and from Python (its `tensorflow` logger: INFO lines 
 deprecation warnings). By default:
 
 - before TensorFlow is imported (common.before_tensorflow()), TF_CPP_MIN_LOG_LEVEL=3: none of
-  the C++ lines (2, errors shown, where a GPU is asked for: --num_gpus or CUDA_VISIBLE_DEVICES). Among them, on AVX2 machines, `E0000 ... oneDNN supports DT_UINT8 only on platforms
+  the C++ lines (2, errors shown, where a GPU is asked for: --num_gpus or CUDA_VISIBLE_DEVICES
+  with a TensorFlow that can use one). Among them, on AVX2 machines, `E0000 ... oneDNN supports DT_UINT8 only on platforms
   with AVX-512`: not an error of the run (the op falls back to TensorFlow's Eigen kernel). A
   few lines TensorFlow's libraries print while they load ignore the variable ("oneDNN custom
   operations are on", "All log messages before absl::InitializeLog()"): with the level 3,
@@ -61,11 +62,26 @@ def asked_for(argv):
     return shown
 
 
-def gpu_asked_for(argv, environ):
-    """Whether the command line argv gives --num_gpus, or CUDA_VISIBLE_DEVICES names a GPU."""
+def cpu_only_build():
+    """Whether the TensorFlow installed is the CPU-only wheel (tensorflow-cpu), which loads no
+    GPU library. Read from the installed packages, without importing TensorFlow."""
+    from importlib import metadata  # pylint: disable=g-import-not-at-top
+    try:
+        metadata.distribution('tensorflow-cpu')
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def gpu_asked_for(argv, environ, cpu_only=None):
+    """Whether a GPU is asked for: the command line argv gives --num_gpus, or
+    CUDA_VISIBLE_DEVICES names a GPU, with a TensorFlow that can use one (cpu_only: whether
+    it is the CPU-only build; default: cpu_only_build()). The CPU build's towers on logical
+    CPUs (--num_gpus=2 on a laptop) are no GPU."""
     visible = environ.get('CUDA_VISIBLE_DEVICES')
-    return (any(a == '--num_gpus' or a.startswith('--num_gpus=') for a in argv[1:]) or
-            (visible is not None and visible.strip() not in ('', '-1')))
+    asked = (any(a == '--num_gpus' or a.startswith('--num_gpus=') for a in argv[1:]) or
+             (visible is not None and visible.strip() not in ('', '-1')))
+    return asked and not (cpu_only_build() if cpu_only is None else cpu_only)
 
 
 def before_tensorflow(argv=None, environ=None):

@@ -104,11 +104,12 @@ def test_importing_the_shared_package_changes_nothing():
     assert result.stdout.split() == ['True', 'True']
 
 
-def test_before_tensorflow_sets_onednn_and_hides_nothing_where_a_gpu_is_asked_for():
+def test_before_tensorflow_sets_onednn_and_hides_nothing_where_a_gpu_is_asked_for(monkeypatch):
     import common
     environ = {}
     common.before_tensorflow(['x'], environ)
     assert environ == {'TF_ENABLE_ONEDNN_OPTS': '1', 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    monkeypatch.setattr(logs, 'cpu_only_build', lambda: False)  # a TensorFlow with CUDA
     environ = {'TF_ENABLE_ONEDNN_OPTS': '0'}
     common.before_tensorflow(['x', '--num_gpus=2'], environ)
     assert environ == {'TF_ENABLE_ONEDNN_OPTS': '0', 'TF_CPP_MIN_LOG_LEVEL': '2'}
@@ -116,13 +117,18 @@ def test_before_tensorflow_sets_onednn_and_hides_nothing_where_a_gpu_is_asked_fo
     logs.before_tensorflow(['x'], environ)
     assert environ['TF_CPP_MIN_LOG_LEVEL'] == '2'
     assert not logs.gpu_asked_for(['x'], {'CUDA_VISIBLE_DEVICES': '-1'})
+    # the CPU-only wheel loads no GPU library: its towers on logical CPUs are no GPU
+    assert not logs.gpu_asked_for(['x', '--num_gpus=2'], {}, cpu_only=True)
+    assert logs.gpu_asked_for(['x', '--num_gpus=2'], {}, cpu_only=False)
 
 
-def test_a_gpu_run_shows_tensorflows_import_lines(tmp_path):
-    """Where a GPU is asked for, `import tensorflow` keeps stderr: its start-up line (and the
-    errors of loading the GPU libraries, where there is a GPU) is seen."""
-    result = run_script('cifar10/train.py', '--max_steps=0', '--train_dir=%s' % tmp_path,
-                        env={'CUDA_VISIBLE_DEVICES': '0'})
+def test_towers_on_logical_cpus_print_no_tensorflow_line(tmp_path):
+    """multi_gpu_train.py --num_gpus=2 with the CPU-only wheel (this venv's): the warning that
+    the towers run on CPUs, and none of TensorFlow's lines."""
+    assert logs.cpu_only_build()
+    result = run_script('cifar10/multi_gpu_train.py', '--num_gpus=2', '--max_steps=2',
+                        '--batch_size=16', '--min_fraction_of_examples_in_queue=0.005',
+                        '--train_dir=%s' % tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert any('All log messages before absl::InitializeLog()' in line
-               for line in _lines(result)), _lines(result)
+    assert _tensorflow_lines(result) == [], _tensorflow_lines(result)
+    assert 'WARNING: 0 GPU(s) visible for 2 tower(s)' in result.stderr
