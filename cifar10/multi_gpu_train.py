@@ -6,7 +6,8 @@
 One input pipeline on the CPU feeds a prefetch queue; each tower `tower_%d` dequeues a batch,
 computes its loss and gradients on its own device with the variables shared on the CPU; the
 gradients are averaged and applied once, so a step with N towers trains on N * batch_size
-images. With fewer GPUs than --num_gpus the towers run on logical CPU devices (one warning).
+images. With fewer GPUs than --num_gpus the towers run on logical CPU devices (one warning
+for two towers or more).
 The tower loop is training_graph() below; the session config, the run folder and the
 monitored session it shares with train.py are in cifar10/trainer.py. For several machines
 (ps tasks and workers): cifar10/dist_train.py.

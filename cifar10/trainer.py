@@ -126,8 +126,9 @@ def tower_devices(num_towers, log_device_placement=False, split_gpu_mb=None):
     Towers go to /gpu:0..N-1 when that many GPUs are visible. With split_gpu_mb and one GPU,
     the card is split into N virtual GPUs of that many MB each (bench/gpu.py's two towers on
     one card). Otherwise they go to N logical CPU devices (/cpu:0..N-1,
-    `ConfigProto(device_count={'CPU': N})`), with one warning line. Soft placement stays off
-    there: it would silently put every tower on /cpu:0.
+    `ConfigProto(device_count={'CPU': N})`), with one warning line when more than one tower
+    was asked for (one tower on the CPU is the original's CPU run, without a word). Soft
+    placement stays off there: it would silently put every tower on /cpu:0.
 
     Returns (devices, session_config).
     """
@@ -144,8 +145,10 @@ def tower_devices(num_towers, log_device_placement=False, split_gpu_mb=None):
             # Take GPU memory as needed, so that eval.py runs beside training on the same card.
             session_config.gpu_options.allow_growth = True
         return devices, session_config
-    print('WARNING: %d GPU(s) visible for %d tower(s): running the towers on %d logical CPU '
-          'device(s) instead' % (len(gpus), num_towers, num_towers), file=sys.stderr, flush=True)
+    if num_towers > 1:
+        print('WARNING: %d GPU(s) visible for %d towers: running the towers on %d logical CPU '
+              'devices instead' % (len(gpus), num_towers, num_towers), file=sys.stderr,
+              flush=True)
     devices = ['/cpu:%d' % i for i in range(num_towers)]
     session_config = tf.compat.v1.ConfigProto(device_count={'CPU': num_towers},
                                               allow_soft_placement=False,

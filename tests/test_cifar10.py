@@ -211,7 +211,7 @@ def trained(tmp_path_factory, data_root):
 
 def test_two_tower_run_writes_checkpoints_logs_and_summaries(trained):
     train_dir, result = trained
-    assert 'WARNING: 0 GPU(s) visible for 2 tower(s)' in result.stderr
+    assert 'WARNING: 0 GPU(s) visible for 2 towers' in result.stderr
     assert 'Filling queue with 250 CIFAR images before starting to train.' in result.stdout
     lines = LOG_LINE.findall(result.stdout)
     # from step 0, as the original

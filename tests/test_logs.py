@@ -131,4 +131,12 @@ def test_towers_on_logical_cpus_print_no_tensorflow_line(tmp_path):
                         '--train_dir=%s' % tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert _tensorflow_lines(result) == [], _tensorflow_lines(result)
-    assert 'WARNING: 0 GPU(s) visible for 2 tower(s)' in result.stderr
+    assert 'WARNING: 0 GPU(s) visible for 2 towers' in result.stderr
+
+
+def test_one_tower_on_the_cpu_runs_without_a_warning(tmp_path):
+    """The default, one tower, on a machine without a GPU: the original's CPU run, no word."""
+    result = run_script('cifar10/multi_gpu_train.py', '--max_steps=1', '--batch_size=16',
+                        '--min_fraction_of_examples_in_queue=0.005', '--train_dir=%s' % tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'GPU(s) visible' not in result.stdout + result.stderr
