@@ -98,7 +98,6 @@ def install_if_needed():
 def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fraction):
     """Runs one case in this process: {'case', 'examples_per_sec', 'devices'}."""
     import tensorflow as tf
-    from cifar10 import inputs
     from cifar10 import model
     from cifar10 import multi_gpu_train
     from cifar10 import trainer
@@ -111,11 +110,8 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fr
     devices, session_config = trainer.tower_session_config(config, split_gpu_mb=gpu_memory_mb)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     with tf.Graph().as_default(), tf.device('/cpu:0'):
-        tf.compat.v1.train.get_or_create_global_step()
-        images, labels = inputs.training_batches(batches_dir, config.batch_size,
-                                                 config.min_fraction_of_examples_in_queue)
-        train_op, losses, summary_op = multi_gpu_train.training_graph(config, images, labels,
-                                                                      devices)
+        train_op, losses, summary_op = multi_gpu_train.training_graph_from_files(
+            config, batches_dir, devices)
         with trainer.monitored_session(config, session_config,
                                        [trainer.step_logger(config, losses)],
                                        summary_op) as sess:

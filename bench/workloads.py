@@ -202,12 +202,8 @@ def cifar10(variant, workdir, precision):
         return _fed(build, images, labels, session_config, examples)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     if variant == 'ours':
-        tf.compat.v1.train.get_or_create_global_step()
-        images, labels = inputs.training_batches(batches_dir, config.batch_size,
-                                                 config.min_fraction_of_examples_in_queue,
-                                                 config.input_pipeline)
-        train_op, losses, summary_op = multi_gpu_train.training_graph(config, images, labels,
-                                                                      devices)
+        train_op, losses, summary_op = multi_gpu_train.training_graph_from_files(
+            config, batches_dir, devices)
         sess, close = _entered(trainer.monitored_session(
             config, session_config, [trainer.step_logger(config, losses)], summary_op))
         return Workload(examples, lambda: sess.run(train_op), None, close)

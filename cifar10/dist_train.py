@@ -28,7 +28,6 @@ import common
 common.before_tensorflow()  # oneDNN kernels, TensorFlow's log lines: common/__init__.py
 import tensorflow as tf
 
-from cifar10 import inputs
 from cifar10 import multi_gpu_train
 from cifar10 import trainer
 from common import cluster
@@ -54,22 +53,14 @@ def train(config, record):
     --max_steps. record: the run's training.flags_record, saved by the chief in --train_dir.
     Raises cluster.ClusterError (one line) when no cluster is described."""
     tc = config.training
-    if cluster.from_settings(config.cluster) is None:
-        raise cluster.ClusterError(
-            'no cluster: give --ps_hosts, --worker_hosts, --job_name and --task_index, or '
-            'TF_CONFIG (to train on this machine alone: train.py or multi_gpu_train.py)')
     devices, session_config = trainer.tower_session_config(tc)
     worker = cluster.join(config.cluster, session_config)  # a ps task serves here
     batches_dir = data.maybe_download_and_extract_cifar10(tc.data_dir)
     # The chief holds --train_dir; the variables go to the ps tasks, the rest to this worker.
     folder = trainer.run_folder(tc, record) if worker.is_chief else contextlib.nullcontext()
     with folder, training.seeded_graph(tc.seed), worker.graph_device('/cpu:0'):
-        tf.compat.v1.train.get_or_create_global_step()
-        images, labels = inputs.training_batches(batches_dir, tc.batch_size,
-                                                 tc.min_fraction_of_examples_in_queue,
-                                                 tc.input_pipeline)
-        train_op, losses, summary_op = multi_gpu_train.training_graph(
-            tc, images, labels, devices, worker.wrap_optimizer)
+        train_op, losses, summary_op = multi_gpu_train.training_graph_from_files(
+            tc, batches_dir, devices, worker.wrap_optimizer)
 
         hooks = [trainer.step_logger(tc, losses)] + worker.hooks(session_config)
         worker.connect(session_config, config.cluster.cluster_wait_secs)

@@ -77,8 +77,7 @@ def training_graph(config, images, labels, devices, wrap_optimizer=None):
     applied once, with the variables' moving averages. wrap_optimizer, if given, wraps the
     optimiser (dist_train.py's SyncReplicasOptimizer).
 
-    Returns (train_op, the towers' losses (the last tower's is the one logged), summary_op).
-    Also what cifar10/dist_train.py and python -m bench build."""
+    Returns (train_op, the towers' losses (the last tower's is the one logged), summary_op)."""
     global_step = tf.compat.v1.train.get_or_create_global_step()
     batch_queue = trainer.prefetch_queue([images, labels], capacity=2 * len(devices))
     hparams = config.hparams()
@@ -122,6 +121,18 @@ def training_graph(config, images, labels, devices, wrap_optimizer=None):
     return train_op, losses, summary_op
 
 
+def training_graph_from_files(config, batches_dir, devices, wrap_optimizer=None):
+    """training_graph on the training input of the data_batch_*.bin files in batches_dir
+    (config's batch size, queue fraction and --input_pipeline), the global step made first.
+    What train(), dist_train.py and python -m bench build."""
+    tf.compat.v1.train.get_or_create_global_step()
+    # Get images and labels for CIFAR-10.
+    images, labels = inputs.training_batches(batches_dir, config.batch_size,
+                                             config.min_fraction_of_examples_in_queue,
+                                             config.input_pipeline)
+    return training_graph(config, images, labels, devices, wrap_optimizer)
+
+
 def train(config, record):
     """Train CIFAR-10 for a number of steps on config.num_gpus towers. record: the run's
     training.flags_record, saved in --train_dir."""
@@ -131,12 +142,7 @@ def train(config, record):
     # The graph is built on the CPU (variables shared there) and each tower on its device.
     with trainer.run_folder(config, record), training.seeded_graph(config.seed), \
             tf.device('/cpu:0'):
-        tf.compat.v1.train.get_or_create_global_step()
-        # Get images and labels for CIFAR-10.
-        images, labels = inputs.training_batches(batches_dir, config.batch_size,
-                                                 config.min_fraction_of_examples_in_queue,
-                                                 config.input_pipeline)
-        train_op, losses, summary_op = training_graph(config, images, labels, devices)
+        train_op, losses, summary_op = training_graph_from_files(config, batches_dir, devices)
 
         hooks = [trainer.step_logger(config, losses)]  # every tower's NaN check, the log line
         with trainer.monitored_session(config, session_config, hooks,

@@ -160,13 +160,15 @@ class Worker(object):
 
 
 def join(settings, session_config):
-    """This task's part in the cluster that settings (or TF_CONFIG) describe: None when they
-    describe none, else a Worker (its server started with session_config). A ps task serves
-    its variables until it is killed and never returns. Raises ClusterError (naming the flag)
-    for an inconsistent description."""
+    """This task's part in the cluster that settings (or TF_CONFIG) describe: a Worker (its
+    server started with session_config). A ps task serves its variables until it is killed
+    and never returns. Raises ClusterError (naming the flag) for an inconsistent description,
+    or none."""
     cl = from_settings(settings)
     if cl is None:
-        return None
+        raise ClusterError(
+            'no cluster: give --ps_hosts, --worker_hosts, --job_name and --task_index, or '
+            'TF_CONFIG (to train on this machine alone: train.py or multi_gpu_train.py)')
     if cl.job_name == 'ps':
         server = tf.compat.v1.train.Server(cl.spec, job_name='ps', task_index=cl.task_index)
         print(exposure_line(cl), flush=True)

@@ -37,7 +37,7 @@ SCRIPTS = collections.OrderedDict((s.path, s) for s in [
            'eval', 'Precision @ 1', 1, 'cifar10/eval.py', ()),
     Script('multi_gpu_train', 'cifar10/multi_gpu_train.py', 'cifar10.multi_gpu_train',
            'train_dir', 'train', 'max_steps', 'eval', 'Precision @ 1', 1, 'cifar10/eval.py',
-           ('training_graph',)),
+           ('training_graph', 'training_graph_from_files')),
 ])
 
 

@@ -630,7 +630,7 @@ TOWER_LOSSES = """
 import dataclasses, json, sys
 import common
 import tensorflow as tf
-from cifar10 import inputs, multi_gpu_train, trainer
+from cifar10 import multi_gpu_train, trainer
 from common import data, training
 config = dataclasses.replace(trainer.DEFAULTS, num_gpus=2, seed=1, input_pipeline='dataset',
                              min_fraction_of_examples_in_queue=0.01,
@@ -639,11 +639,7 @@ devices, session_config = trainer.tower_session_config(config)
 batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
 out = []
 with training.seeded_graph(config.seed), tf.device('/cpu:0'):
-    tf.compat.v1.train.get_or_create_global_step()
-    images, labels = inputs.training_batches(batches_dir, config.batch_size,
-                                             config.min_fraction_of_examples_in_queue,
-                                             config.input_pipeline)
-    train_op, losses, _ = multi_gpu_train.training_graph(config, images, labels, devices)
+    train_op, losses, _ = multi_gpu_train.training_graph_from_files(config, batches_dir, devices)
     with tf.compat.v1.Session(config=session_config) as sess:
         sess.run(tf.compat.v1.global_variables_initializer())
         coord = tf.compat.v1.train.Coordinator()
@@ -663,7 +659,7 @@ def test_the_first_20_losses_are_the_recorded_ones(tmp_path):
     input (tf.data, seeded) and kernels (TF_DETERMINISTIC_OPS=1, oneDNN off). train.py: its
     event files' `total_loss (raw)` at steps 1-20. multi_gpu_train.py with 2 towers: which
     tower dequeues which of a step's two batches is a race, so each step's pair of tower
-    losses is compared sorted; they come from its graph (multi_gpu_train.training_graph) run
+    losses is compared sorted; they come from its graph (multi_gpu_train.training_graph_from_files) run
     without summaries, since the input-image summary takes batches in a race too."""
     with open(os.path.join(os.path.dirname(__file__), 'data', 'cifar10_first_losses.json')) as f:
         before = json.load(f)
