@@ -70,12 +70,11 @@ def train(config, record):
 
 
 def supervised_session(config, worker, session_config, hooks, summary_op):
-    """The chief's session restores, checkpoints and summarises --train_dir (the other
-    workers move the global step too: it is read again after every run); another worker's
-    waits for the chief's model and writes nothing. Both stop at --max_steps."""
+    """The chief's session restores, checkpoints and summarises --train_dir; another
+    worker's waits for the chief's model and writes nothing. Both stop at --max_steps."""
     if worker.is_chief:
         return trainer.monitored_session(config, session_config, hooks, summary_op,
-                                         master=worker.master, steps_per_run=None)
+                                         master=worker.master)
     hooks = [tf.compat.v1.train.StopAtStepHook(last_step=config.max_steps)] + hooks
     return worker.worker_session(training.scaffold(summary_op), session_config, hooks,
                                  trainer.STOP_GRACE_SECS)

@@ -73,11 +73,14 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
         except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
                 tf.errors.DataLossError, ValueError) as e:
             if tf.io.gfile.exists(ckpt_path + '.index'):  # there, but not this model's
+                problem = checkpoints.restore_problem(ckpt_path, variables or {}) or (
+                    '%s in %s' % (type(e).__name__, e.op.name if getattr(e, 'op', None)
+                                  else 'the restore'))
                 raise checkpoints.CheckpointMismatchError(
                     'the checkpoint %s does not match the model evaluated (%s)'
-                    % (ckpt_path, checkpoints.first_line(e))) from None
-            print('%s: checkpoint %s is gone (rotated away?), skipped: %s'
-                  % (datetime.datetime.now(), ckpt_path, checkpoints.first_line(e)), flush=True)
+                    % (ckpt_path, problem)) from None
+            print('%s: checkpoint %s is gone (rotated away?), skipped'
+                  % (datetime.datetime.now(), ckpt_path), flush=True)
             return None
         coord = tf.compat.v1.train.Coordinator()
         threads = tf.compat.v1.train.start_queue_runners(sess=sess, coord=coord)

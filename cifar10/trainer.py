@@ -190,15 +190,13 @@ def step_logger(config, losses):
 
 
 @contextlib.contextmanager
-def monitored_session(config, session_config, hooks, summary_op=None, master='',
-                      steps_per_run=1):
+def monitored_session(config, session_config, hooks, summary_op=None, master=''):
     """The tutorial's MonitoredTrainingSession: it restores the latest checkpoint in
     --train_dir (resume), writes a checkpoint every --checkpoint_steps and at the end (never
-    one with a NaN or Inf; our saver, after the hooks that check the loss) and the summaries
-    (summary_op, default: all) every --summary_steps, and stops at --max_steps (after
-    `hooks`, which run in order). master: the server of a cluster's chief (dist_train.py);
-    steps_per_run: how far one run of this process moves the global step (None: unknown, as
-    in a cluster, where other workers move it too).
+    one with a NaN or Inf; TensorFlow's CheckpointSaverHook with our listener, after the hooks
+    that check the loss) and the summaries (summary_op, default: all) every --summary_steps,
+    and stops at --max_steps (after `hooks`, which run in order). master: the server of a
+    cluster's chief (dist_train.py).
 
     Raises training.DivergedError for a NaN or Inf summary (histograms run before the loss
     check) and checkpoints.CheckpointMismatchError when --train_dir holds another model's
@@ -210,7 +208,7 @@ def monitored_session(config, session_config, hooks, summary_op=None, master='',
     hooks = [tf.compat.v1.train.StopAtStepHook(last_step=config.max_steps)] + list(hooks)
     logger = next((h for h in hooks if isinstance(h, training.StepLoggerHook)), None)
     hooks.append(training.checkpoint_saver_hook(config.train_dir, config.checkpoint_steps,
-                                                scaffold, steps_per_run))
+                                                scaffold))
     try:
         with tf.compat.v1.train.MonitoredTrainingSession(
                 master=master, is_chief=True, checkpoint_dir=config.train_dir,
@@ -220,20 +218,4 @@ def monitored_session(config, session_config, hooks, summary_op=None, master='',
                 stop_grace_period_secs=STOP_GRACE_SECS) as mon_sess:
             yield mon_sess
     except tf.errors.InvalidArgumentError as e:
-        diverged = training.divergence_in_summary(e, logger.step if logger else 0)
-        if diverged is None:
-            _raise_if_checkpoint_mismatch(config.train_dir, e)
-            raise
-        raise diverged from None
-    except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
-        _raise_if_checkpoint_mismatch(config.train_dir, e)
-        raise
-
-
-def _raise_if_checkpoint_mismatch(train_dir, error):
-    """Raises CheckpointMismatchError for a restore error of the checkpoint in train_dir."""
-    latest = checkpoints.latest(train_dir)
-    if latest and 'checkpoint' in str(error).lower():
-        raise checkpoints.CheckpointMismatchError(
-            'the checkpoint %s does not match this model (%s); use --fresh or another '
-            '--train_dir' % (latest, checkpoints.first_line(error))) from None
+        raise training.divergence_in_summary(e, logger.step if logger else 0) or e

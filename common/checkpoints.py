@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.training import checkpoint_state_pb2
 
+from common import errors
 from common.errors import CheckpointMismatchError
 from common.errors import CheckpointWriteError
 from common.errors import NothingToDo
@@ -180,11 +181,16 @@ def _rewrite_state(run_dir):
 # ---------------------------------------------------------------------------------------------
 
 def _reason(error):
-    """What the file system said, from a TensorFlow or OS error ('File too large')."""
+    """What the file system said, from a TensorFlow or OS error ('File too large'; for the
+    one-line error only): TensorFlow ends a file error's line with '<file>; <the OS's words>'."""
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
-    line = first_line(error)
-    return line.rsplit('; ', 1)[-1] if '; ' in line else line
+    return errors.tensorflow_words(error).rsplit('; ', 1)[-1]
+
+
+# What a restore may raise that says nothing of the checkpoint.
+_CLUSTER_ERRORS = (tf.errors.AbortedError, tf.errors.UnavailableError, tf.errors.CancelledError,
+                   tf.errors.DeadlineExceededError)
 
 
 class Saver(tf.compat.v1.train.Saver):
@@ -208,6 +214,24 @@ class Saver(tf.compat.v1.train.Saver):
             return super().save(sess, save_path, global_step, *args, **kwargs)
         except (tf.errors.OpError, OSError) as e:
             raise _write_error(run_dir, name, was_there, e) from None
+
+    def restore(self, sess, save_path):
+        """Saver.restore; a checkpoint it cannot restore is a CheckpointMismatchError in one
+        line saying why (restore_problem: read from the checkpoint, not from the error's
+        words), naming the run folder's flag when a trainer opened one."""
+        try:
+            return super().restore(sess, save_path)
+        except _CLUSTER_ERRORS:
+            raise  # a ps task gone or the session closed: MonitoredSession's to handle
+        except tf.errors.OpError as e:
+            variables = {v.op.name: v for v in
+                         sess.graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)}
+            problem = restore_problem(save_path, variables) or '%s in %s' % (
+                type(e).__name__, e.op.name if e.op is not None else 'the restore')
+            opened = opened_run_dir()
+            hint = '; use --fresh or another --%s' % opened[0] if opened else ''
+            raise CheckpointMismatchError('the checkpoint %s cannot be restored into this '
+                                          'model (%s)%s' % (save_path, problem, hint)) from None
 
 
 def _write_error(run_dir, name, was_there, error):
@@ -376,45 +400,61 @@ def open_writer(run_dir, flag, fresh=False):
 # Refusing another model's checkpoint
 # ---------------------------------------------------------------------------------------------
 
-# What TensorFlow puts around an error's own line: Saver.restore's guess ('Restoring from
-# checkpoint failed. This is most likely due to a Variable name ... Original error:'), then a
-# graph execution error's header, the traceback of the node (indented) and its name.
-_RESTORE_WRAPPER = 'Original error:'
-_FRAMING = ('Graph execution error', 'Detected at node', 'Node: ')
+def _variable_mismatch(reader, variables):
+    """The first of `variables` (name -> variable) that a checkpoint's reader does not hold
+    as it is, in words ('x is not in it', 'x has shape [2] there, [3] here', 'x is float32
+    there, int32 here'), or None."""
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    for name, var in sorted(variables.items()):
+        if name not in shapes:
+            return '%s is not in it' % name
+        if list(shapes[name]) != var.shape.as_list():
+            return '%s has shape %s there, %s here' % (name, list(shapes[name]),
+                                                       var.shape.as_list())
+        if dtypes[name] != var.dtype.base_dtype:
+            return '%s is %s there, %s here' % (name, dtypes[name].name,
+                                                var.dtype.base_dtype.name)
+    return None
 
 
-def first_line(error):
-    """The first meaningful line of a TensorFlow error's message: the error itself, not
-    Saver.restore's guess at its cause nor the node's traceback."""
-    text = str(error)
-    if _RESTORE_WRAPPER in text:
-        text = text.split(_RESTORE_WRAPPER, 1)[1]
-    for line in text.splitlines():
-        if line.strip() and not line[0].isspace() and not line.startswith(_FRAMING):
-            return line.strip()
-    return type(error).__name__
+def restore_problem(ckpt_path, variables):
+    """Why `variables` (name -> variable, as a Saver names them) could not be restored from
+    ckpt_path, found by reading the checkpoint itself (never from the words of TensorFlow's
+    message): its files gone or unreadable, a variable missing or of another shape or dtype,
+    a variable's values unreadable (a damaged data file). None when none of these is found."""
+    if not tf.io.gfile.exists(ckpt_path + '.index'):
+        return 'its files are gone'
+    try:
+        reader = tf.train.load_checkpoint(ckpt_path)
+    except (tf.errors.OpError, ValueError) as e:
+        return 'its .index file cannot be read: %s' % type(e).__name__
+    mismatch = _variable_mismatch(reader, variables)
+    if mismatch:
+        return mismatch
+    for name in sorted(variables):
+        try:
+            reader.get_tensor(name)
+        except Exception as e:  # pylint: disable=broad-except  (an OpError, or pybind's
+            # IndexError for a data file cut short)
+            return 'the values of %s cannot be read: %s' % (name, type(e).__name__)
+    return None
 
 
 def check_checkpoint(ckpt_path, variables, model_name, hint=''):
     """Raises CheckpointMismatchError unless the checkpoint holds each of `variables` (a dict
-    name -> variable, as its Saver names them) with the variable's shape; a restore would not
-    notice a shape that differs (the variable takes the checkpoint's) and the model would fail
-    later, in a matrix product. A checkpoint whose files are gone raises NotFoundError."""
+    name -> variable, as its Saver names them) with the variable's shape and dtype; a restore
+    would not notice a shape that differs (the variable takes the checkpoint's) and the model
+    would fail later, in a matrix product. A checkpoint whose files are gone raises
+    NotFoundError."""
     try:
-        shapes = tf.train.load_checkpoint(ckpt_path).get_variable_to_shape_map()
+        reader = tf.train.load_checkpoint(ckpt_path)
     except tf.errors.DataLossError as e:
-        raise CheckpointMismatchError('the checkpoint %s cannot be read (%s)%s'
-                                      % (ckpt_path, first_line(e), hint)) from None
-    for name, var in sorted(variables.items()):
-        if name not in shapes:
-            problem = '%s is not in it' % name
-        elif list(shapes[name]) != var.shape.as_list():
-            problem = '%s has shape %s there, %s here' % (name, list(shapes[name]),
-                                                          var.shape.as_list())
-        else:
-            continue
+        raise CheckpointMismatchError('the checkpoint %s cannot be read (its .index file: %s)%s'
+                                      % (ckpt_path, type(e).__name__, hint)) from None
+    mismatch = _variable_mismatch(reader, variables)
+    if mismatch:
         raise CheckpointMismatchError('the checkpoint %s does not match %s (%s)%s'
-                                      % (ckpt_path, model_name, problem, hint))
+                                      % (ckpt_path, model_name, mismatch, hint))
 
 
 def check_graph_variables(ckpt_path, hint):

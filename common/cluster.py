@@ -259,43 +259,33 @@ class _AllWorkersJoinedHook(tf.compat.v1.train.SessionRunHook):
             time.sleep(0.2)
 
 
-class _ChiefWaitingSessionManager(tf.compat.v1.train.SessionManager):
-    """A non-chief's session manager: checks for the chief's initialisation every second
-    (the default is 30 s) and calls on_wait() after each check that found it not ready."""
+class WorkerSessionCreator(tf.compat.v1.train.SessionCreator):
+    """A non-chief's session: waits for the chief to initialise or restore the model as long
+    as it takes, checking every second (TensorFlow's WorkerSessionCreator checks every 30 s)
+    and saying so every 30 s. Built on the public SessionManager.wait_for_session, whose
+    DeadlineExceededError ends each 30 s of waiting."""
 
-    def __init__(self, on_wait, **kwargs):
-        super().__init__(recovery_wait_secs=1, **kwargs)
-        self._on_wait = on_wait
-
-    def _safe_close(self, sess):  # called after each attempt that found the model not ready
-        self._on_wait()
-        super()._safe_close(sess)
-
-
-class WorkerSessionCreator(tf.compat.v1.train.WorkerSessionCreator):
-    """A non-chief's session: waits for the chief as long as it takes, saying so every 30 s."""
-
-    def __init__(self, task_index, **kwargs):
-        super().__init__(max_wait_secs=None, **kwargs)
+    def __init__(self, task_index, scaffold, master, config):
         self._task_index = task_index
-        self._next_line = 0.0
+        self._scaffold, self._master, self._config = scaffold, master, config
 
-    def _waiting(self):
-        now = time.time()
-        if now >= self._next_line:
-            print('worker %d: waiting for the chief (worker 0) to initialise or restore the '
-                  'model' % self._task_index, flush=True)
-            self._next_line = now + 30
-
-    def _get_session_manager(self):
-        if not self._session_manager:
-            self._session_manager = _ChiefWaitingSessionManager(
-                self._waiting, local_init_op=self._scaffold.local_init_op,
-                local_init_feed_dict=self._scaffold.local_init_feed_dict,
-                ready_op=self._scaffold.ready_op,
-                ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
-                graph=tf.compat.v1.get_default_graph())
-        return self._session_manager
+    def create_session(self):
+        self._scaffold.finalize()
+        manager = tf.compat.v1.train.SessionManager(
+            local_init_op=self._scaffold.local_init_op,
+            local_init_feed_dict=self._scaffold.local_init_feed_dict,
+            ready_op=self._scaffold.ready_op,
+            ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
+            graph=tf.compat.v1.get_default_graph(), recovery_wait_secs=1)
+        wait_secs = 0  # the first try: at once, then 30 s at a time
+        while True:
+            try:
+                return manager.wait_for_session(self._master, config=self._config,
+                                                max_wait_secs=wait_secs)
+            except tf.errors.DeadlineExceededError:
+                print('worker %d: waiting for the chief (worker 0) to initialise or restore '
+                      'the model' % self._task_index, flush=True)
+                wait_secs = 30
 
 
 class Deadline(object):

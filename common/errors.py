@@ -30,5 +30,14 @@ class DivergedError(Exception):
         self.step = step
 
 
+def tensorflow_words(error):
+    """A TensorFlow error's own line, to quote in a one-line error (display only: nothing is
+    decided on it): the last unindented line of its message. Before it, a graph's error has
+    the traceback of the node that failed; after it, an indented '[[{{node ...}}]]'."""
+    lines = [line for line in getattr(error, 'message', str(error)).splitlines()
+             if line.strip() and not line[0].isspace()]
+    return lines[-1].strip() if lines else type(error).__name__
+
+
 # The errors that end a program in one line, 'error: ...', exit status 1.
 ONE_LINE = (DataError, RunDirError, CheckpointMismatchError, CheckpointWriteError)

@@ -27,6 +27,7 @@ import tempfile
 import tensorflow as tf
 
 from common import checkpoints
+from common import errors
 
 TOP_K = 3
 IMAGE_FORMATS = 'a PNG, JPEG, BMP, GIF or WebP image'
@@ -168,13 +169,8 @@ def classify_files(sess, classifier, paths):
 
 
 def _decode_error(error):
-    """The decoder's own words from a TensorFlow error (its message minus the node names)."""
-    for line in str(error).splitlines():
-        line = line.strip()
-        if line and not line.startswith('Graph execution error'):
-            # 'Detected at node ...' and '[[{{node ...}}]]' follow the decoder's message
-            return line.split(' [[')[0].split('\t')[0].rstrip('. ') or type(error).__name__
-    return type(error).__name__
+    """The decoder's own words from a TensorFlow error (display only)."""
+    return errors.tensorflow_words(error).rstrip('. ')
 
 
 def format_result(path, result, digits=6):
@@ -258,9 +254,10 @@ def restore(sess, ckpt_path, variables, model_name, hint=''):
     try:
         tf.compat.v1.train.Saver(variables).restore(sess, ckpt_path)
     except (tf.errors.OpError, ValueError) as e:
+        problem = checkpoints.restore_problem(ckpt_path, variables) or type(e).__name__
         raise checkpoints.CheckpointMismatchError(
             'the checkpoint %s cannot be restored into %s (%s)%s'
-            % (ckpt_path, model_name, checkpoints.first_line(e), hint)) from None
+            % (ckpt_path, model_name, problem, hint)) from None
 
 
 def classify_and_export(sess, classifier, paths, export_dir, version, note=None):

@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import json
 import os
-import re
 import sys
 import time
 
@@ -83,16 +82,16 @@ def in_graph_loop(count, step):
     return losses.stack()
 
 
-_NON_FINITE_HISTOGRAM = re.compile(r'(?:Nan|NaN|Infinity) in (?:summary )?[Hh]istogram for: (\S+)')
-
-
 def divergence_in_summary(error, step):
     """The DivergedError a TensorFlow error stands for when it is a histogram summary refusing a
-    NaN or Inf (which runs before the loss can be checked), else None."""
-    match = _NON_FINITE_HISTOGRAM.search(str(error))
-    if match is None:
+    NaN or Inf (which runs before the loss can be checked), else None. Told by the op that
+    failed (the error's public `op`: a HistogramSummary, which fails for nothing else at run
+    time), not by the message's words."""
+    op = getattr(error, 'op', None)
+    if not isinstance(error, tf.errors.InvalidArgumentError) or op is None \
+            or op.type != 'HistogramSummary':
         return None
-    return DivergedError(step, 'NaN or Inf in the summary %s' % match.group(1))
+    return DivergedError(step, 'NaN or Inf in the summary %s' % op.name)
 
 
 def check_finite(losses, step):
@@ -122,46 +121,17 @@ class FiniteCheckpointGuard(tf.compat.v1.train.CheckpointSaverListener):
             raise DivergedError(global_step_value, 'NaN or Inf in the variables')
 
 
-class _CheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
-    """TensorFlow's hook, except that a resumed session does not write again the checkpoint
-    it was restored from (the hook saves the step a session starts at), and that it reads the
-    global step again (one more Session.run) only when a checkpoint may be due.
-
-    TensorFlow's hook assumes a run may advance the global step by up to a million steps
-    (steps_per_run), so after EVERY run it calls Session.run once more to read the step. Each
-    of our runs advances it by steps_per_run (1: one train op per run), so the step fetched
-    with the run, plus steps_per_run, tells when one is due: the same steps are saved, without
-    the extra call. steps_per_run=None keeps TensorFlow's way (a cluster's workers, where
-    other workers advance the step too).
-    """
-
-    def __init__(self, *args, steps_per_run=1, **kwargs):
-        super().__init__(*args, **kwargs)
-        if steps_per_run is not None:
-            self._set_steps_per_run(steps_per_run)
-
-    def begin(self):
-        super().begin()
-        latest = checkpoints.latest(self._checkpoint_dir)
-        self._restored_step = checkpoints.step_of(latest) if latest else None
-
-    def _save(self, session, step):
-        if step == self._restored_step:
-            return False
-        return super()._save(session, step)
-
-
-def checkpoint_saver_hook(checkpoint_dir, save_steps, scaffold=None, steps_per_run=1):
-    """A CheckpointSaverHook (every save_steps and at the end) behind a FiniteCheckpointGuard;
-    steps_per_run: how far one Session.run of this process advances the global step (None:
-    unknown, as in a cluster; the hook then reads the step again after every run).
+def checkpoint_saver_hook(checkpoint_dir, save_steps, scaffold=None):
+    """TensorFlow's CheckpointSaverHook (every save_steps and at the end) with a
+    FiniteCheckpointGuard as its listener.
 
     Pass it after the hook that checks the loss, and give MonitoredTrainingSession
     save_checkpoint_steps=None and save_checkpoint_secs=None: its own saver would run before
     every other hook and save the step that diverged.
     """
-    return _CheckpointSaverHook(checkpoint_dir, save_steps=save_steps, scaffold=scaffold,
-                                listeners=[FiniteCheckpointGuard()], steps_per_run=steps_per_run)
+    return tf.compat.v1.train.CheckpointSaverHook(checkpoint_dir, save_steps=save_steps,
+                                                  scaffold=scaffold,
+                                                  listeners=[FiniteCheckpointGuard()])
 
 
 class StepLoggerHook(tf.compat.v1.train.SessionRunHook):

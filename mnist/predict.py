@@ -167,8 +167,8 @@ def detect_model(ckpt_path):
         names = set(tf.train.load_checkpoint(ckpt_path).get_variable_to_shape_map())
     except (tf.errors.OpError, ValueError) as e:
         raise checkpoints.CheckpointMismatchError(
-            'the checkpoint %s cannot be read (%s)'
-            % (ckpt_path, checkpoints.first_line(e))) from None
+            'the checkpoint %s cannot be read (its .index file: %s)'
+            % (ckpt_path, type(e).__name__)) from None
     for script in MODELS:
         if _variable_names(script) <= names:
             return script, 'from the checkpoint\'s variable names'

@@ -277,25 +277,30 @@ def _run_limited(script, args, limit):
                           capture_output=True, timeout=600, preexec_fn=_file_size_limit(limit))
 
 
-@pytest.mark.parametrize('script,flag,steps_flag,args,limit', [
+@pytest.mark.parametrize('script,flag,steps_flag,args,limit,refused', [
     # CIFAR-10's checkpoints are 8.5 MB (MonitoredTrainingSession's hook); deep_cnn's are
-    # 2.9 MB (a plain Saver): each limit is below one and above the event files
-    ('cifar10/train.py', 'train_dir', 'max_steps', CIFAR + ['--checkpoint_steps=2'], 4 << 20),
+    # 2.9 MB (a plain Saver): each limit is below one and above the event files. The resumed
+    # CIFAR-10 run's first save is TensorFlow's hook writing again the step it resumed from.
+    ('cifar10/train.py', 'train_dir', 'max_steps', CIFAR + ['--checkpoint_steps=2'], 4 << 20,
+     'model.ckpt-2'),
     ('mnist/deep_cnn.py', 'log_dir', 'max_steps', ['--checkpoint_steps=2', '--eval_every=100'],
-     1 << 20),
+     1 << 20, 'model.ckpt-4'),
 ])
 def test_a_checkpoint_that_cannot_be_written_is_one_line_and_the_last_one_is_kept(
-        tmp_path, data_root, script, flag, steps_flag, args, limit):
+        tmp_path, data_root, script, flag, steps_flag, args, limit, refused):
     run_dir = tmp_path / 'run'
     common = ['--%s=%s' % (flag, run_dir)] + args
     first = run_script(script, '--%s=2' % steps_flag, *common)
     assert first.returncode == 0, first.stderr[-3000:]
+    kept = digest(run_dir)
     full = _run_limited(script, ['--%s=6' % steps_flag] + common, limit)
     assert full.returncode == 1, full.stderr[-3000:]
     assert 'Traceback' not in full.stderr
     assert last_line(full.stderr) == (
-        'error: cannot write checkpoint model.ckpt-4 in %s: File too large; the last '
-        'checkpoint, model.ckpt-2, is kept' % run_dir)
+        'error: cannot write checkpoint %s in %s: File too large; the last '
+        'checkpoint, model.ckpt-2, is kept' % (refused, run_dir))
+    assert {f: d for f, d in digest(run_dir).items() if f.startswith('model.ckpt-2')} == {
+        f: d for f, d in kept.items() if f.startswith('model.ckpt-2')}
     assert checkpoints.latest(str(run_dir)) == str(run_dir / 'model.ckpt-2')
     assert not [f for f in os.listdir(run_dir) if f.startswith('model.ckpt-4')]
     assert not os.path.exists(run_dir / checkpoints.LOCK_FILE)
