@@ -41,8 +41,8 @@ def batch_size(model):
     imports TensorFlow): its --batch_size default, mnist_with_summaries' fixed batch, the MLP's
     whole training set."""
     if model == 'cifar10':
-        from cifar10 import trainer
-        return trainer.DEFAULTS.batch_size
+        from cifar10 import train_lib
+        return train_lib.DEFAULTS.batch_size
     from mnist import cnn_mnist, deep_cnn, mlp, mnist_with_summaries
     return {'cnn_mnist': cnn_mnist.DEFAULTS.batch_size,
             'mnist_with_summaries': mnist_with_summaries.BATCH_SIZE,

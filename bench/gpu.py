@@ -100,21 +100,21 @@ def measure_case(name, workdir, seconds, warmup_seconds, gpu_memory_mb, queue_fr
     import tensorflow as tf
     from cifar10 import model
     from cifar10 import multi_gpu_train
-    from cifar10 import trainer
+    from cifar10 import train_lib
     (_, num_towers, precision, xla, use_fp16), = [c for c in CASES if c[0] == name]
     config = dataclasses.replace(
-        trainer.DEFAULTS, train_dir=workdir, num_gpus=num_towers, precision=precision, xla=xla,
+        train_lib.DEFAULTS, train_dir=workdir, num_gpus=num_towers, precision=precision, xla=xla,
         min_fraction_of_examples_in_queue=queue_fraction,
         model=model.ModelFlags(use_fp16=use_fp16),
-        data_dir=data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
-    devices, session_config = trainer.tower_session_config(config, split_gpu_mb=gpu_memory_mb)
+        data_dir=data.resolve_data_dir('cifar10', train_lib.DEFAULTS.data_dir, False))
+    devices, session_config = train_lib.tower_session_config(config, split_gpu_mb=gpu_memory_mb)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     with tf.Graph().as_default(), tf.device('/cpu:0'):
         train_op, losses, summary_op = multi_gpu_train.training_graph_from_files(
             config, batches_dir, devices)
-        with trainer.monitored_session(config, session_config,
-                                       [trainer.step_logger(config, losses)],
-                                       summary_op) as sess:
+        with train_lib.monitored_session(config, session_config,
+                                         [train_lib.step_logger(config, losses)],
+                                         summary_op) as sess:
             rate = _timed_rate(lambda: sess.run(train_op), config.batch_size * num_towers,
                                seconds, warmup_seconds)
     return {'case': name, 'examples_per_sec': rate, 'devices': devices}
@@ -124,16 +124,16 @@ def measure_pipeline(pipeline, seconds, warmup_seconds, queue_fraction):
     """The training input alone: images/s of dequeued batches."""
     import tensorflow as tf
     from cifar10 import inputs
-    from cifar10 import trainer
+    from cifar10 import train_lib
     batches_dir = data.maybe_download_and_extract_cifar10(
-        data.resolve_data_dir('cifar10', trainer.DEFAULTS.data_dir, False))
+        data.resolve_data_dir('cifar10', train_lib.DEFAULTS.data_dir, False))
     with tf.Graph().as_default():
-        images, labels = inputs.training_batches(batches_dir, trainer.DEFAULTS.batch_size,
+        images, labels = inputs.training_batches(batches_dir, train_lib.DEFAULTS.batch_size,
                                                  queue_fraction,
                                                  pipeline)
         batch = tf.group(images, labels)
         with tf.compat.v1.train.MonitoredSession() as sess:
-            rate = _timed_rate(lambda: sess.run(batch), trainer.DEFAULTS.batch_size, seconds,
+            rate = _timed_rate(lambda: sess.run(batch), train_lib.DEFAULTS.batch_size, seconds,
                                warmup_seconds)
     return {'case': 'input pipeline: %s' % pipeline, 'examples_per_sec': rate}
 

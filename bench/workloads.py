@@ -79,7 +79,7 @@ def _fed(build_model, images, labels, config=None, examples=None):
 
 def _entered(session):
     """Enters a MonitoredSession (or a context manager yielding one, as
-    trainer.monitored_session); returns (the session entered, close)."""
+    train_lib.monitored_session); returns (the session entered, close)."""
     entered = session.__enter__()
     return entered, lambda: session.__exit__(None, None, None)
 
@@ -185,9 +185,9 @@ def mlp(variant, workdir, precision):
 def cifar10(variant, workdir, precision):
     from cifar10 import inputs
     from cifar10 import multi_gpu_train
-    from cifar10 import trainer
-    config = _defaults(trainer.DEFAULTS, 'cifar10', train_dir=workdir, precision=precision)
-    devices, session_config = trainer.tower_session_config(config)
+    from cifar10 import train_lib
+    config = _defaults(train_lib.DEFAULTS, 'cifar10', train_dir=workdir, precision=precision)
+    devices, session_config = train_lib.tower_session_config(config)
     examples = config.batch_size * config.num_gpus
     if variant == 'ours_fed':  # one batch in memory, through the prefetch queue to the towers
         rng = np.random.RandomState(0)
@@ -204,8 +204,8 @@ def cifar10(variant, workdir, precision):
     if variant == 'ours':
         train_op, losses, summary_op = multi_gpu_train.training_graph_from_files(
             config, batches_dir, devices)
-        sess, close = _entered(trainer.monitored_session(
-            config, session_config, [trainer.step_logger(config, losses)], summary_op))
+        sess, close = _entered(train_lib.monitored_session(
+            config, session_config, [train_lib.step_logger(config, losses)], summary_op))
         return Workload(examples, lambda: sess.run(train_op), None, close)
     # The input pipeline alone, as --input_pipeline=queue|dataset builds it.
     images, labels = inputs.training_batches(batches_dir, config.batch_size,

@@ -29,7 +29,7 @@ common.before_tensorflow()  # oneDNN kernels, TensorFlow's log lines: common/__i
 import tensorflow as tf
 
 from cifar10 import multi_gpu_train
-from cifar10 import trainer
+from cifar10 import train_lib
 from common import cluster
 from common import config as config_lib
 from common import data
@@ -41,9 +41,9 @@ FLAGS = flags.FLAGS
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """dist_train.py's flags: the trainers' (trainer.Config, with --num_gpus towers per
+    """dist_train.py's flags: the trainers' (train_lib.Config, with --num_gpus towers per
     worker) and the cluster's (cluster.Settings)."""
-    training: trainer.Config = trainer.DEFAULTS
+    training: train_lib.Config = train_lib.DEFAULTS
     cluster: 'cluster.Settings' = cluster.DEFAULTS
 
 
@@ -53,16 +53,16 @@ def train(config, record):
     --max_steps. record: the run's training.flags_record, saved by the chief in --train_dir.
     Raises cluster.ClusterError (one line) when no cluster is described."""
     tc = config.training
-    devices, session_config = trainer.tower_session_config(tc)
+    devices, session_config = train_lib.tower_session_config(tc)
     worker = cluster.join(config.cluster, session_config)  # a ps task serves here
     batches_dir = data.maybe_download_and_extract_cifar10(tc.data_dir)
     # The chief holds --train_dir; the variables go to the ps tasks, the rest to this worker.
-    folder = trainer.run_folder(tc, record) if worker.is_chief else contextlib.nullcontext()
+    folder = train_lib.run_folder(tc, record) if worker.is_chief else contextlib.nullcontext()
     with folder, training.seeded_graph(tc.seed), worker.graph_device('/cpu:0'):
         train_op, losses, summary_op = multi_gpu_train.training_graph_from_files(
             tc, batches_dir, devices, worker.wrap_optimizer)
 
-        hooks = [trainer.step_logger(tc, losses)] + worker.hooks(session_config)
+        hooks = [train_lib.step_logger(tc, losses)] + worker.hooks(session_config)
         worker.connect(session_config, config.cluster.cluster_wait_secs)
         with supervised_session(tc, worker, session_config, hooks, summary_op) as mon_sess:
             while not mon_sess.should_stop():
@@ -73,16 +73,16 @@ def supervised_session(config, worker, session_config, hooks, summary_op):
     """The chief's session restores, checkpoints and summarises --train_dir; another
     worker's waits for the chief's model and writes nothing. Both stop at --max_steps."""
     if worker.is_chief:
-        return trainer.monitored_session(config, session_config, hooks, summary_op,
-                                         master=worker.master)
+        return train_lib.monitored_session(config, session_config, hooks, summary_op,
+                                           master=worker.master)
     hooks = [tf.compat.v1.train.StopAtStepHook(last_step=config.max_steps)] + hooks
     return worker.worker_session(training.scaffold(summary_op), session_config, hooks,
-                                 trainer.STOP_GRACE_SECS)
+                                 train_lib.STOP_GRACE_SECS)
 
 
 def define_flags():
     config_lib.define_flags(Config)
-    flags.DEFINE_integer('num_gpus', trainer.DEFAULTS.num_gpus,
+    flags.DEFINE_integer('num_gpus', train_lib.DEFAULTS.num_gpus,
                          'How many GPUs (towers) each worker uses.', lower_bound=1)
 
 

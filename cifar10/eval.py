@@ -15,7 +15,6 @@ a checkpoint of another model: one line naming the flag or file, exit status 1.
 import dataclasses
 import datetime
 import math
-import os
 import time
 
 from absl import flags

@@ -9,7 +9,7 @@ gradients are averaged and applied once, so a step with N towers trains on N * b
 images. With fewer GPUs than --num_gpus the towers run on logical CPU devices (one warning
 for two towers or more).
 The tower loop is training_graph() below; the session config, the run folder and the
-monitored session it shares with train.py are in cifar10/trainer.py. For several machines
+monitored session it shares with train.py are in cifar10/train_lib.py. For several machines
 (ps tasks and workers): cifar10/dist_train.py.
 
 The report's run (0.838 precision @ 1):
@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from cifar10 import inputs
 from cifar10 import model
-from cifar10 import trainer
+from cifar10 import train_lib
 from common import data
 from common import entry
 from common import summaries
@@ -79,7 +79,7 @@ def training_graph(config, images, labels, devices, wrap_optimizer=None):
 
     Returns (train_op, the towers' losses (the last tower's is the one logged), summary_op)."""
     global_step = tf.compat.v1.train.get_or_create_global_step()
-    batch_queue = trainer.prefetch_queue([images, labels], capacity=2 * len(devices))
+    batch_queue = train_lib.prefetch_queue([images, labels], capacity=2 * len(devices))
     hparams = config.hparams()
     lr = model.learning_rate(global_step, hparams.batch_size, hparams.initial_learning_rate,
                              hparams.decay_factor, hparams.num_epochs_per_decay)
@@ -136,30 +136,30 @@ def training_graph_from_files(config, batches_dir, devices, wrap_optimizer=None)
 def train(config, record):
     """Train CIFAR-10 for a number of steps on config.num_gpus towers. record: the run's
     training.flags_record, saved in --train_dir."""
-    devices, session_config = trainer.tower_session_config(config)
-    trainer.check_done(config)
+    devices, session_config = train_lib.tower_session_config(config)
+    train_lib.check_done(config)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
     # The graph is built on the CPU (variables shared there) and each tower on its device.
-    with trainer.run_folder(config, record), training.seeded_graph(config.seed), \
+    with train_lib.run_folder(config, record), training.seeded_graph(config.seed), \
             tf.device('/cpu:0'):
         train_op, losses, summary_op = training_graph_from_files(config, batches_dir, devices)
 
-        hooks = [trainer.step_logger(config, losses)]  # every tower's NaN check, the log line
-        with trainer.monitored_session(config, session_config, hooks,
-                                       summary_op) as mon_sess:
+        hooks = [train_lib.step_logger(config, losses)]  # every tower's NaN check, the log line
+        with train_lib.monitored_session(config, session_config, hooks,
+                                         summary_op) as mon_sess:
             while not mon_sess.should_stop():
                 mon_sess.run(train_op)
 
 
 def define_flags():
-    trainer.define_flags()
-    flags.DEFINE_integer('num_gpus', trainer.DEFAULTS.num_gpus, 'How many GPUs (towers) to use.',
+    train_lib.define_flags()
+    flags.DEFINE_integer('num_gpus', train_lib.DEFAULTS.num_gpus, 'How many GPUs (towers) to use.',
                          lower_bound=1)
 
 
 def main(argv):
     del argv
-    train(trainer.from_flags(FLAGS), training.flags_record(FLAGS))
+    train(train_lib.from_flags(FLAGS), training.flags_record(FLAGS))
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@
 Re-running with the same --train_dir resumes from its latest checkpoint (a finished run does
 nothing); --fresh moves the old directory aside and starts over. The flags of each run are
 saved in train_dir/flags-*.json. What train() shares with multi_gpu_train.py (the session
-config, the run folder, the monitored session and its hooks) is in cifar10/trainer.py. For
+config, the run folder, the monitored session and its hooks) is in cifar10/train_lib.py. For
 several machines (ps tasks and workers): cifar10/dist_train.py.
 """
 
@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from cifar10 import inputs
 from cifar10 import model
-from cifar10 import trainer
+from cifar10 import train_lib
 from common import data
 from common import entry
 from common import training
@@ -28,10 +28,10 @@ FLAGS = flags.FLAGS
 def train(config, record):
     """Train CIFAR-10 for a number of steps. record: the run's training.flags_record, saved
     in --train_dir."""
-    session_config = trainer.session_config(config)
-    trainer.check_done(config)
+    session_config = train_lib.session_config(config)
+    train_lib.check_done(config)
     batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
-    with trainer.run_folder(config, record), training.seeded_graph(config.seed):
+    with train_lib.run_folder(config, record), training.seeded_graph(config.seed):
         global_step = tf.compat.v1.train.get_or_create_global_step()
 
         # Get images and labels for CIFAR-10, on the CPU.
@@ -50,19 +50,19 @@ def train(config, record):
         # model parameters.
         train_op = model.train(loss, global_step, config.hparams())
 
-        hooks = [trainer.step_logger(config, [loss])]  # the NaN check and the log line
-        with trainer.monitored_session(config, session_config, hooks) as mon_sess:
+        hooks = [train_lib.step_logger(config, [loss])]  # the NaN check and the log line
+        with train_lib.monitored_session(config, session_config, hooks) as mon_sess:
             while not mon_sess.should_stop():
                 mon_sess.run(train_op)
 
 
 def define_flags():
-    trainer.define_flags()
+    train_lib.define_flags()
 
 
 def main(argv):
     del argv
-    train(trainer.from_flags(FLAGS), training.flags_record(FLAGS))
+    train(train_lib.from_flags(FLAGS), training.flags_record(FLAGS))
 
 
 if __name__ == '__main__':

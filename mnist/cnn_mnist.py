@@ -31,7 +31,7 @@ from common import entry
 from common import summaries
 from common import training
 from mnist import input_data
-from mnist import trainer
+from mnist import train_lib
 
 FLAGS = flags.FLAGS
 
@@ -243,7 +243,7 @@ def evaluate(model, mnist, model_dir, session_config=None):
     saver = tf.compat.v1.train.Saver()
     with tf.compat.v1.Session(config=session_config) as sess:
         saver.restore(sess, checkpoints.latest(model_dir))
-        accuracy, loss = trainer.evaluate(sess, model.correct, model.loss, model.images,
+        accuracy, loss = train_lib.evaluate(sess, model.correct, model.loss, model.images,
                                              model.labels, mnist.test)
         step = sess.run(model.global_step)
     results = {'accuracy': accuracy, 'loss': loss, 'global_step': int(step)}
@@ -257,7 +257,7 @@ def evaluate(model, mnist, model_dir, session_config=None):
 def run(config, record):
     """Trains (or resumes) in config.model_dir, evaluates, prints the Estimator's result dict.
     record: the run's training.flags_record, saved in model_dir."""
-    with trainer.training_run(config, config.model_dir, 'model_dir', config.train_steps,
+    with train_lib.training_run(config, config.model_dir, 'model_dir', config.train_steps,
                                  'train_steps', record, VALIDATION_SIZE) as mnist:
         model = Model(config.learning_rate)
         session_config = training.set_precision(tf.compat.v1.ConfigProto(), config.precision)

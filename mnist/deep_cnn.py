@@ -27,7 +27,7 @@ from common import entry
 from common import summaries
 from common import training
 from mnist import input_data
-from mnist import trainer
+from mnist import train_lib
 
 FLAGS = flags.FLAGS
 
@@ -185,7 +185,7 @@ def evaluate(sess, model, mnist, images, labels, writer, step):
             {model.images: images, model.labels: labels})
     except tf.errors.InvalidArgumentError as e:  # a histogram of NaN weights
         raise training.divergence_in_summary(e, step) or e
-    acc, loss = trainer.evaluate(sess, model.correct, model.loss, model.images,
+    acc, loss = train_lib.evaluate(sess, model.correct, model.loss, model.images,
                                      model.labels, mnist.test)
     writer.add_summary(summaries.scalar_values({
         'train/accuracy': train_correct / len(labels), 'train/cross_entropy': train_loss,
@@ -201,12 +201,12 @@ def train(config, mnist):
     config.log_dir; returns the final test accuracy."""
     model = Model(None, config.max_learning_rate, config.min_learning_rate, config.decay_speed,
                   config.steps_per_run)
-    checkpoints = trainer.Checkpoints(config.log_dir, mnist.train)
+    checkpoints = train_lib.Checkpoints(config.log_dir, mnist.train)
     writer = tf.compat.v1.summary.FileWriter(config.log_dir, tf.compat.v1.get_default_graph())
     session_config = training.set_precision(tf.compat.v1.ConfigProto(), config.precision)
     with tf.compat.v1.Session(config=session_config) as sess:
         start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
-        trainer.start_event_files([writer], start)
+        train_lib.start_event_files([writer], start)
         last = max(start, config.max_steps)
         i = start
         while True:
@@ -231,7 +231,7 @@ def train(config, mnist):
 def run(config, record):
     """Trains (or resumes) in config.log_dir on all 60,000 training images, as Görner did.
     record: the run's training.flags_record, saved in log_dir."""
-    with trainer.training_run(config, config.log_dir, 'log_dir', config.max_steps,
+    with train_lib.training_run(config, config.log_dir, 'log_dir', config.max_steps,
                                  'max_steps', record, VALIDATION_SIZE) as mnist:
         train(config, mnist)
 

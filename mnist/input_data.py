@@ -12,9 +12,9 @@ original's fake label is 0, one-hot [1, 0, ..., 0]).
 `next_batch` walks shuffled epochs as the original DataSet did: a new permutation each epoch, and
 a batch that crosses the end of an epoch takes the rest of it and the start of the next. Here the
 permutation of epoch e is drawn from (seed, e), so the stream of batches depends only on the seed
-and on how many examples were handed out (`position`): mnist/trainer.py's `InputState` keeps
+and on how many examples were handed out (`position`): mnist/train_lib.py's `InputState` keeps
 both in a checkpoint, and a resumed run continues the killed run's epochs where it stopped.
-The trainers' shared code (run start, evaluation, checkpoints) is in mnist/trainer.py.
+The trainers' shared code (run start, evaluation, checkpoints) is in mnist/train_lib.py.
 """
 
 

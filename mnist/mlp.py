@@ -35,7 +35,7 @@ from common import entry
 from common import summaries
 from common import training
 from mnist import input_data
-from mnist import trainer
+from mnist import train_lib
 
 FLAGS = flags.FLAGS
 
@@ -141,7 +141,7 @@ class ScalarLog(object):
     def __init__(self, log_dir):
         self._writer = tf.compat.v1.summary.FileWriter(log_dir) if log_dir else None
         if self._writer:
-            trainer.start_event_files([self._writer], 0)
+            train_lib.start_event_files([self._writer], 0)
 
     def write(self, step, **values):
         if self._writer:

@@ -30,7 +30,7 @@ from common import entry
 from common import summaries
 from common import training
 from mnist import input_data
-from mnist import trainer
+from mnist import train_lib
 
 FLAGS = flags.FLAGS
 
@@ -164,13 +164,13 @@ def train(config, mnist):
     """The tutorial's loop, resumed from the latest checkpoint in config.log_dir. Returns the
     final test-set accuracy."""
     model = Model(config.learning_rate)
-    checkpoints = trainer.Checkpoints(config.log_dir, mnist.train)
+    checkpoints = train_lib.Checkpoints(config.log_dir, mnist.train)
     sess = tf.compat.v1.Session(config=training.set_precision(tf.compat.v1.ConfigProto(),
                                                               config.precision))
     train_writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/train', sess.graph)
     test_writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/test')
     start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
-    trainer.start_event_files([train_writer, test_writer], start)
+    train_lib.start_event_files([train_writer, test_writer], start)
     last = max(start, config.max_steps)
 
     def feed_dict(train_batch):
@@ -213,7 +213,7 @@ def run(config, record):
     """Trains (or resumes) in config.log_dir on the 55,000 training images. record: the run's
     training.flags_record, saved in log_dir."""
     # The original deleted log_dir; re-running resumes, and --fresh moves it aside.
-    with trainer.training_run(config, config.log_dir, 'log_dir', config.max_steps,
+    with train_lib.training_run(config, config.log_dir, 'log_dir', config.max_steps,
                                  'max_steps', record, VALIDATION_SIZE,
                                  fake_data=config.fake_data) as mnist:
         train(config, mnist)

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from cifar10 import inputs
 from cifar10 import model
 from cifar10 import multi_gpu_train
-from cifar10 import trainer
+from cifar10 import train_lib
 from common import checkpoints
 from common import data
 from common import training
@@ -147,7 +147,7 @@ def _one_step(num_towers, images, labels, init=None):
                                     np.stack(np.split(labels, num_towers))])
         batch_images, batch_labels = source.dequeue()
         devices = ['/cpu:%d' % i for i in range(num_towers)]
-        config = dataclasses.replace(trainer.DEFAULTS, batch_size=batch)
+        config = dataclasses.replace(train_lib.DEFAULTS, batch_size=batch)
         train_op, _, summary_op = multi_gpu_train.training_graph(
             config, batch_images, batch_labels, devices)
         variables = tf.compat.v1.trainable_variables()
@@ -629,12 +629,12 @@ TOWER_LOSSES = """
 import dataclasses, json, sys
 import common
 import tensorflow as tf
-from cifar10 import multi_gpu_train, trainer
+from cifar10 import multi_gpu_train, train_lib
 from common import data, training
-config = dataclasses.replace(trainer.DEFAULTS, num_gpus=2, seed=1, input_pipeline='dataset',
+config = dataclasses.replace(train_lib.DEFAULTS, num_gpus=2, seed=1, input_pipeline='dataset',
                              min_fraction_of_examples_in_queue=0.01,
                              data_dir=data.resolve_data_dir('cifar10', '', False))
-devices, session_config = trainer.tower_session_config(config)
+devices, session_config = train_lib.tower_session_config(config)
 batches_dir = data.maybe_download_and_extract_cifar10(config.data_dir)
 out = []
 with training.seeded_graph(config.seed), tf.device('/cpu:0'):

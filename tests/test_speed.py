@@ -35,13 +35,13 @@ def test_the_checkpoint_hook_saves_every_save_steps_and_at_the_end(tmp_path):
 
 
 def test_the_benchmarks_cifar10_step_runs(tmp_path, monkeypatch, data_root):
-    # bench/workloads.py's `ours` CIFAR-10 entered trainer.monitored_session (a context
+    # bench/workloads.py's `ours` CIFAR-10 entered train_lib.monitored_session (a context
     # manager since #24) as if it were the session.
     import bench
     from bench import workloads
-    from cifar10 import trainer
+    from cifar10 import train_lib
     monkeypatch.setenv('TF_CLASSICS_DATA', data_root)
-    monkeypatch.setattr(trainer, 'DEFAULTS', trainer.Config(
+    monkeypatch.setattr(train_lib, 'DEFAULTS', train_lib.Config(
         min_fraction_of_examples_in_queue=0.002))
     with tf.Graph().as_default():
         workload = workloads.build('cifar10', 'ours', str(tmp_path))

@@ -1,11 +1,11 @@
-"""The CIFAR-10 trainers' library: what cifar10/train.py, cifar10/multi_gpu_train.py and
+"""The CIFAR-10 training library: what cifar10/train.py, cifar10/multi_gpu_train.py and
 cifar10/dist_train.py share around the tutorial's train(), which each of them spells out:
 
-    session_config = trainer.session_config(config)       # multi-tower: tower_session_config
-    trainer.check_done(config)                            # a finished run: one line, exit 0
-    with trainer.run_folder(config, record), ...:         # holds --train_dir while it trains
+    session_config = train_lib.session_config(config)     # multi-tower: tower_session_config
+    train_lib.check_done(config)                          # a finished run: one line, exit 0
+    with train_lib.run_folder(config, record), ...:       # holds --train_dir while it trains
         ... inputs, inference, loss, train op ...
-        with trainer.monitored_session(config, session_config, hooks) as mon_sess:
+        with train_lib.monitored_session(config, session_config, hooks) as mon_sess:
             while not mon_sess.should_stop():
                 mon_sess.run(train_op)
 

@@ -1,8 +1,8 @@
-"""The MNIST trainers' library: what mnist/cnn_mnist.py, mnist_with_summaries.py, deep_cnn.py
+"""The MNIST training library: what mnist/cnn_mnist.py, mnist_with_summaries.py, deep_cnn.py
 (and mlp.py's event files) share around their tutorials' loops.
 
-    with trainer.training_run(config, run_dir, 'log_dir', steps, 'max_steps', record,
-                              VALIDATION_SIZE) as mnist:    # data, run folder, seeded graph
+    with train_lib.training_run(config, run_dir, 'log_dir', steps, 'max_steps', record,
+                                VALIDATION_SIZE) as mnist:  # data, run folder, seeded graph
         ...
 
 For the scripts that train in a plain Session (mnist_with_summaries, deep_cnn), `Checkpoints`
