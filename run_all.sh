@@ -2,7 +2,8 @@
 # run_all.sh: rerun the whole report (results table and charts), or run the tests.
 #
 #   ./run_all.sh                     every experiment, full settings (hours: CIFAR-10 dominates)
-#   ./run_all.sh --quick             the same experiments, tiny step counts (a few minutes)
+#   ./run_all.sh --quick             the same experiments, tiny step counts (a few minutes),
+#                                    in <out>/quick/ (full runs: <out>/, default runs/)
 #   ./run_all.sh --only a,b --list --seeds N --out DIR    (see --help)
 #   ./run_all.sh --publish --out DIR  finished full-length runs -> results/, results/RESULTS.md
 #   ./run_all.sh --test              the test suite (what CI runs)
@@ -15,8 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 
-usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+usage() {  # the comment at the top, whole
+  sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
 }
 
 die() { echo "run_all.sh: error: $*" >&2; exit 2; }

@@ -203,7 +203,7 @@ def monitored_session(config, session_config, hooks, summary_op=None, master='')
     checkpoint, in one line."""
     latest = checkpoints.latest(config.train_dir)
     if latest:
-        checkpoints.check_graph_variables(latest, '; use --fresh or another --train_dir')
+        checkpoints.resume_from(latest, '; use --fresh or another --train_dir')
     scaffold = training.scaffold(summary_op)
     hooks = [tf.compat.v1.train.StopAtStepHook(last_step=config.max_steps)] + list(hooks)
     logger = next((h for h in hooks if isinstance(h, training.StepLoggerHook)), None)

@@ -388,10 +388,7 @@ def open_writer(run_dir, flag, fresh=False):
     _OPENED.append((flag, run_dir))
     try:
         _rewrite_state(run_dir)
-        found = latest(run_dir)
-        if found:
-            print('Resuming from %s (use --fresh to start over)' % found, flush=True)
-        yield found
+        yield latest(run_dir)
     finally:
         lock.release()
 
@@ -458,16 +455,41 @@ def check_checkpoint(ckpt_path, variables, model_name, hint=''):
 
 
 def check_graph_variables(ckpt_path, hint):
-    """check_checkpoint against every global variable of the default graph ('this model')."""
-    check_checkpoint(ckpt_path, {v.op.name: v for v in tf.compat.v1.global_variables()},
-                     'this model', hint)
+    """check_checkpoint against every global variable of the default graph ('this model').
+    A refusal also names the script that trained the folder, when its newest saved run (not
+    this process's) was another script's."""
+    try:
+        check_checkpoint(ckpt_path, {v.op.name: v for v in tf.compat.v1.global_variables()},
+                         'this model', '')
+    except CheckpointMismatchError as e:
+        record, path = latest_saved_run(os.path.dirname(ckpt_path), exclude=_OWN_RECORDS)
+        script = os.path.basename(sys.argv[0])
+        if record and record.get('script') and record['script'] != script:
+            hint = '; it was trained by %s (%s): continue it with %s%s' % (
+                record['script'], os.path.basename(path), record['script'],
+                hint.replace('; use', ', or use', 1))
+        raise CheckpointMismatchError('%s%s' % (e, hint)) from None
 
 
-def latest_saved_run(run_dir):
+def resume_from(ckpt_path, hint):
+    """Before a trainer resumes from ckpt_path: check_graph_variables, then the line
+    'Resuming from <ckpt_path> (use --fresh to start over)'."""
+    check_graph_variables(ckpt_path, hint)
+    print('Resuming from %s (use --fresh to start over)' % ckpt_path, flush=True)
+
+
+# The run records (flags-<time>.json) this process wrote: not a previous run's.
+_OWN_RECORDS = set()
+
+
+def latest_saved_run(run_dir, exclude=()):
     """The newest run record saved in run_dir (flags-<time>.json: a dict with 'script',
-    'argv', 'flags', ...), and its file; (None, None) when there is none."""
+    'argv', 'flags', ...), and its file; (None, None) when there is none. exclude: files
+    passed over."""
     paths = sorted(glob.glob(os.path.join(glob.escape(run_dir), 'flags-*.json')))
     for path in reversed(paths):
+        if os.path.abspath(path) in exclude:
+            continue
         try:
             with open(path) as f:
                 record = json.load(f)
@@ -483,6 +505,12 @@ def latest_saved_flags(run_dir):
     when there is none."""
     record, path = latest_saved_run(run_dir)
     return (record['flags'], path) if record else (None, None)
+
+
+def own_record(path):
+    """Notes that this process wrote the run record at path (latest_saved_run passes over it
+    when naming who trained a folder)."""
+    _OWN_RECORDS.add(os.path.abspath(path))
 
 
 def check_model_flags(run_dir, values):

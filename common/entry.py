@@ -4,7 +4,9 @@
         entry.run(define_flags, main, 'learning_rate')
 
 defines the program's flags, then runs its main(argv) under absl's app.run, wrapped by
-main_for: one-line errors instead of tracebacks, a finished run's line, Ctrl-C. Nothing here
+main_for: one-line errors instead of tracebacks, a finished run's line, Ctrl-C. Exit
+statuses, the same in every program: 0 done (and --help), 1 an error while running, 2 a bad
+command line (a flag absl cannot parse or that fails its check), 130 Ctrl-C. Nothing here
 reads a flag of the program, and nothing here imports TensorFlow: a tool that never loads it
 (the sweep, the cluster launcher) starts as fast as before.
 """
@@ -16,6 +18,10 @@ from absl import flags
 
 from common import errors as errors_lib
 from common import logs
+
+# Exit statuses (docs/changes.md): an error while running; a bad command line; Ctrl-C.
+ERROR, USAGE, INTERRUPTED = 1, 2, 130
+HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull', '--helpxml')
 
 def main_for(main_fn, learning_rate_flag=None, errors=(), interrupted=None):
     """The absl main around main_fn(argv) (which reads the flags into its configuration and
@@ -44,26 +50,40 @@ def main_for(main_fn, learning_rate_flag=None, errors=(), interrupted=None):
         except KeyboardInterrupt:
             if interrupted:
                 print(interrupted, file=sys.stderr)
-                return
+                sys.exit(INTERRUPTED)
             checkpoints = sys.modules.get('common.checkpoints')
             opened = checkpoints.opened_run_dir() if checkpoints else None
             if not opened:
-                sys.exit('Interrupted.')
-            sys.exit('Interrupted: the checkpoints in --%s=%s are kept; run the same command '
-                     'again to resume.' % opened)
+                print('Interrupted.', file=sys.stderr)
+            else:
+                print('Interrupted: the checkpoints in --%s=%s are kept; run the same command '
+                      'again to resume.' % opened, file=sys.stderr)
+            sys.exit(INTERRUPTED)
         if status:
             sys.exit(status)
     return main
+
+
+def parse_flags(argv, parser=None):
+    """absl's flag parsing (or `parser`'s), with this project's exit statuses: a bad flag is
+    one line on stderr ('error: ...') and exit status 2; --help and its kin exit 0 (absl
+    exits 1 after printing the help)."""
+    try:
+        return parser(argv) if parser else flags.FLAGS(argv)
+    except flags.Error as e:
+        print('error: %s (see --helpfull)' % e, file=sys.stderr)
+        sys.exit(USAGE)
+    except SystemExit as e:
+        if e.code == 1 and any(a in HELP_FLAGS for a in argv[1:]):
+            sys.exit(0)
+        raise
 
 
 def run(define_flags, main, learning_rate_flag=None, errors=(), interrupted=None,
         flags_parser=None):
     """Calls define_flags(), then app.run(main_for(main, learning_rate_flag, errors,
     interrupted)); flags_parser: app.run's, for a program that reads its command line its own
-    way (the sweep, mlp.py's bare --grid)."""
+    way (the sweep, mlp.py's bare --grid). Flags are parsed by parse_flags."""
     define_flags()
     main = main_for(main, learning_rate_flag, errors, interrupted)
-    if flags_parser is None:
-        app.run(main)
-    else:
-        app.run(main, flags_parser=flags_parser)
+    app.run(main, flags_parser=lambda argv: parse_flags(argv, flags_parser))

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from common import checkpoints
+from common.errors import CheckpointMismatchError
 from common.errors import DivergedError
 from common import config
 from common import data
@@ -218,12 +219,20 @@ def start_run_dir(run_dir, flag, fresh, record, model_flags=None):
     checkpoint trained with other values is refused before anything is written or moved
     (CheckpointMismatchError); then the folder is opened for writing (checkpoints.open_writer:
     one writer, --fresh moves it aside, the latest checkpoint announced for resuming) and the
-    run's flags_record saved. Yields the latest checkpoint to resume from, or None."""
+    run's flags_record saved (and removed again when the block raises
+    CheckpointMismatchError: a refused run leaves the folder as it was). Yields the latest
+    checkpoint to resume from, or None; the trainer says 'Resuming from ...' once it has
+    checked it (checkpoints.resume_from)."""
     if model_flags and not fresh:
         checkpoints.check_model_flags(run_dir, model_flags)
     with checkpoints.open_writer(run_dir, flag, fresh) as latest:
-        save_flags(run_dir, record)
-        yield latest
+        path = save_flags(run_dir, record)
+        checkpoints.own_record(path)
+        try:
+            yield latest
+        except CheckpointMismatchError:
+            os.remove(path)  # refused: the folder stays as it was
+            raise
 
 
 def scaffold(summary_op=None):

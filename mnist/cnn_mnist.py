@@ -16,10 +16,8 @@ Report: 0.9699 after 20,000 steps (tutorial: 0.9733, loss 0.0902).
 """
 
 import dataclasses
-import time
 
 from absl import flags
-from absl import logging
 import numpy as np
 import common
 common.before_tensorflow()  # oneDNN kernels, TensorFlow's log lines: common/__init__.py
@@ -226,15 +224,13 @@ def train(config, model, mnist, session_config=None):
     """Trains to config.train_steps, resuming from config.model_dir; logs as the Estimator
     did. Raises checkpoints.CheckpointMismatchError when the folder holds another model's
     checkpoint."""
-    start = time.time()
     latest = checkpoints.latest(config.model_dir)
     if latest:
-        checkpoints.check_graph_variables(latest, '; use --fresh or another --model_dir')
+        checkpoints.resume_from(latest, '; use --fresh or another --model_dir')
     batches = train_input(config, mnist)
     with training_session(config, model, session_config) as sess:
         while not sess.should_stop():
             train_step(sess, model, batches, config.batch_size)
-    logging.info('Training done in %.1f s', time.time() - start)
 
 
 def evaluate(model, mnist, model_dir, session_config=None):

@@ -202,10 +202,11 @@ def train(config, mnist):
     model = Model(None, config.max_learning_rate, config.min_learning_rate, config.decay_speed,
                   config.steps_per_run)
     checkpoints = train_lib.Checkpoints(config.log_dir, mnist.train)
-    writer = tf.compat.v1.summary.FileWriter(config.log_dir, tf.compat.v1.get_default_graph())
     session_config = training.set_precision(tf.compat.v1.ConfigProto(), config.precision)
     with tf.compat.v1.Session(config=session_config) as sess:
         start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
+        writer = tf.compat.v1.summary.FileWriter(config.log_dir,
+                                                 tf.compat.v1.get_default_graph())
         train_lib.start_event_files([writer], start)
         last = max(start, config.max_steps)
         i = start

@@ -167,9 +167,9 @@ def train(config, mnist):
     checkpoints = train_lib.Checkpoints(config.log_dir, mnist.train)
     sess = tf.compat.v1.Session(config=training.set_precision(tf.compat.v1.ConfigProto(),
                                                               config.precision))
+    start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
     train_writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/train', sess.graph)
     test_writer = tf.compat.v1.summary.FileWriter(config.log_dir + '/test')
-    start = checkpoints.restore_or_initialize(sess)  # 0, or the step of the checkpoint
     train_lib.start_event_files([train_writer, test_writer], start)
     last = max(start, config.max_steps)
 

@@ -344,8 +344,10 @@ def test_learning_rate_first_decays_at_step_136718():
 def test_bad_flag_value_is_one_clear_error(tmp_path):
     result = run_script('cifar10/multi_gpu_train.py', '--num_gpus=0',
                         '--train_dir=%s' % tmp_path)
-    assert result.returncode == 1
-    assert 'flag --num_gpus=0: 0 is not a positive integer' in result.stderr
+    assert result.returncode == 2  # a bad command line (docs/changes.md, exit statuses)
+    assert result.stderr == ('error: flag --num_gpus=0: 0 is not a positive integer (see '
+                             '--helpfull)\n')
+    assert not os.listdir(tmp_path)
 
 
 def test_fp16_model_trains_a_step():
@@ -451,7 +453,7 @@ def test_eval_polls_waits_evaluates_each_checkpoint_once_and_stops_on_ctrl_c(tra
             proc.kill()
     lines.append(out)
     assert ''.join(lines).count('precision @ 1') == 1
-    assert proc.returncode == 0
+    assert proc.returncode == 130  # Ctrl-C, as every program
     assert 'Interrupted: evaluator stopped.' in err and 'Traceback' not in err
 
 
@@ -615,7 +617,7 @@ def test_the_evaluator_polls_beside_a_trainer_that_rotates_its_checkpoints(tmp_p
                 acc.Tags()['scalars'] else []
             time.sleep(1)
         evaluator.send_signal(signal.SIGINT)
-        assert evaluator.wait(timeout=60) == 0
+        assert evaluator.wait(timeout=60) == 130
     finally:
         if evaluator.poll() is None:
             evaluator.kill()

@@ -128,6 +128,7 @@ def defined_flags(program):
         names |= set(DEFINED.findall(sub_help.stdout))
     assert names, '%s printed no flags (exit %d): %s' % (
         ' '.join(argv[1:]), proc.returncode, (proc.stdout + proc.stderr)[-2000:])
+    assert proc.returncode == 0, '%s exited %d' % (' '.join(argv[1:]), proc.returncode)
     return frozenset(names)
 
 

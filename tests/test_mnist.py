@@ -433,7 +433,9 @@ def test_deep_cnn_resumes_a_longer_run(tmp_path):
     other = run_script('mnist/mnist_with_summaries.py', '--max_steps=5', '--log_dir=%s' % tmp_path)
     assert other.returncode == 1 and 'Traceback' not in other.stderr
     assert re.match(r'error: the checkpoint .*model\.ckpt-5 does not match this model '
-                    r'\(layer1/\S+ is not in it\); use --fresh or another --log_dir$',
+                    r'\(layer1/\S+ is not in it\); it was trained by deep_cnn\.py '
+                    r'\(flags-\S+\.json\): continue it with deep_cnn\.py, or use --fresh or '
+                    r'another --log_dir$',
                     other.stderr.strip().splitlines()[-1])
 
 
@@ -466,6 +468,7 @@ def test_cnn_mnist_refuses_another_models_checkpoint_in_one_line(tmp_path):
     result = run_script('mnist/cnn_mnist.py', '--train_steps=4', '--model_dir=%s' % tmp_path)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert re.match(r'error: the checkpoint .*model\.ckpt-2 does not match this model '
-                    r'\(\S+ is not in it\); use --fresh or another --model_dir$',
+                    r'\(\S+ is not in it\); it was trained by deep_cnn\.py \(flags-\S+\.json\): '
+                    r'continue it with deep_cnn\.py, or use --fresh or another --model_dir$',
                     result.stderr.strip().splitlines()[-1]), result.stderr[-2000:]
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith('model.ckpt-2')

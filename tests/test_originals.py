@@ -9,6 +9,7 @@ cifar10_input_test.py, converted, passes against cifar10/inputs.py. Seconds: no 
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -322,6 +323,11 @@ def test_option_resume_goes_on_from_the_latest_checkpoint(converted, data_root, 
             '--num_examples=128', '--eval_interval_secs=600', '--data_root', data_root]
     assert originals.main(args + ['--option=resume']) == 0, capsys.readouterr().err
     train_dir = str(run_dir / 'train')
+    # the figure in the last line; the polling evaluator stopped without a traceback
+    assert re.search(r'^finished in \d+ s: precision @ 1 = 0\.\d{4} at step 12 \(the last '
+                     r'checkpoint\); ', capsys.readouterr().out, re.M)
+    eval_log = (run_dir / 'eval_log.txt').read_text()
+    assert 'Traceback' not in eval_log and 'KeyboardInterrupt' not in eval_log, eval_log[-2000:]
     assert tf.train.latest_checkpoint(train_dir).endswith('model.ckpt-11')
     tf.compat.v1.train.update_checkpoint_state(train_dir, os.path.join(train_dir, 'model.ckpt-5'))
     capsys.readouterr()

@@ -28,7 +28,8 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('runs')
     result = _run_all('--quick', '--only', 'summaries_1k,deep_cnn', '--out', str(out))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return out, result
+    assert sorted(os.listdir(out)) == ['quick']  # quick runs apart from full ones
+    return out / 'quick', result
 
 
 def test_quick_run_files_table_and_charts(quick_run):
@@ -57,9 +58,61 @@ def test_quick_run_files_table_and_charts(quick_run):
                      r'\d:\d\d:\d\d \| .+ \|$', table, re.M)
     assert re.search(r'^\| deep_cnn \| 0\.9926 \| 0\.\d{4} \|', table, re.M)
 
-    again = _run_all('--quick', '--only', 'summaries_1k', '--out', str(out))
+    again = _run_all('--quick', '--only', 'summaries_1k', '--out', str(out.parent))
     assert again.returncode == 0
     assert '[1/1] summaries_1k: done before, skipped' in again.stdout
+    assert (out / 'RESULTS.md').read_text().split('\n', 3)[3] == table.split('\n', 3)[3], \
+        'the table of --only keeps the other finished rows'
+
+
+def test_a_folder_holding_a_longer_run_is_not_reported_as_this_one(quick_run, tmp_path):
+    import shutil
+    out, _ = quick_run
+    runs = tmp_path / 'runs'
+    shutil.copytree(out / 'deep_cnn', runs / 'quick' / 'deep_cnn')
+    os.remove(runs / 'quick' / 'deep_cnn' / 'result.json')
+    longer = subprocess.run([sys.executable, 'mnist/deep_cnn.py', '--max_steps=40',
+                             '--eval_every=10', '--log_dir=%s' % (runs / 'quick' / 'deep_cnn' /
+                                                                   'logs')],
+                            cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, TF_CLASSICS_DATA=shared_data_root()))
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    result = _run_all('--quick', '--only', 'deep_cnn', '--out', str(runs))
+    assert result.returncode == 1
+    assert re.search(r'deep_cnn: FAILED: the event files in .* go to step 40, past this '
+                     r'run\'s 20 steps', result.stdout), result.stdout
+    assert not (runs / 'quick' / 'deep_cnn' / 'result.json').exists()
+
+
+def test_sigterm_stops_the_report_and_the_run_it_started(tmp_path):
+    import signal
+    out = tmp_path / 'runs'
+    env = dict(os.environ, TF_CLASSICS_DATA=shared_data_root())
+    proc = subprocess.Popen([sys.executable, '-m', 'tools.report', '--quick', '--only',
+                             'cifar10', '--out', str(out)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / 'quick' / 'cifar10' / 'log.txt'
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (log.exists() and 'step 0,' in log.read_text()):
+            time.sleep(0.5)
+        assert 'step 0,' in log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert 'Traceback' not in err
+    left = []
+    for pid in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                if str(out).encode() in f.read():
+                    left.append(pid)
+        except OSError:
+            pass
+    assert left == [], 'processes left running in %s' % out
 
 
 def test_tensorboard_serves_a_quick_runs_scalars(quick_run):
@@ -305,8 +358,14 @@ def test_a_quick_chart_fits_the_steps_run():
     notes = [t.get_text() for t in fig.texts]
     label, points = report.REFERENCE_CURVES['cifar10']
     beyond = len([p for p in points if p[0] > 10])
-    assert beyond and notes == ['Left out: %d of the %d points of the %s, beyond step 10.'
+    assert beyond and notes == ['Left out: %d of the %d points of %s, beyond step 10.'
                                 % (beyond, len(points), label)]
+    assert label.startswith('the ') and ' the the ' not in notes[0]
+    # a point at the axis' end is drawn whole, not cut at the edge
+    assert all(line.get_clip_on() is False for line in ax.get_lines()
+               if line.get_label() in ('precision @ 1', label))
+    one = report.chart_figure(exp, [('cifar10', _cifar10_curves(1))], steps=1)
+    assert one.axes[0].get_title().splitlines()[0] == 'cifar10: 1 step'
     # the original's evaluations up to step 10 (its first, at step 1) are drawn as triangles
     legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
     assert legend == ['precision @ 1', label, "the report's figure, 0.838", 'train loss']

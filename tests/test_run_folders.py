@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -308,3 +309,49 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_the_last_one_is_kep
     assert again.returncode == 0, again.stderr[-3000:]
     assert 'Resuming from %s ' % (run_dir / 'model.ckpt-2') in again.stdout
     assert checkpoints.latest(str(run_dir)) == str(run_dir / 'model.ckpt-6')
+
+
+# --- a refused command leaves the folder as it was ----------------------------------------------
+
+def _png_file(path):
+    """A 28x28 PNG of a white stroke on black (any digit will do)."""
+    image = np.zeros([28, 28, 1], np.uint8)
+    image[4:24, 13:16] = 255
+    path.write_bytes(tf.io.encode_png(image).numpy())
+    return str(path)
+
+
+def test_a_refused_mnist_trainer_leaves_the_folder_byte_identical_and_usable(tmp_path):
+    run_dir = tmp_path / 'deep'
+    first = run_script('mnist/deep_cnn.py', '--max_steps=2', '--log_dir=%s' % run_dir,
+                       '--eval_every=100')
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = digest(run_dir)
+    for script, args in [('mnist/cnn_mnist.py', ['--model_dir=%s' % run_dir, '--train_steps=3']),
+                         ('mnist/mnist_with_summaries.py',
+                          ['--log_dir=%s' % run_dir, '--max_steps=3'])]:
+        refused = run_script(script, *args)
+        assert refused.returncode == 1 and 'Traceback' not in refused.stderr, refused.stderr
+        line = last_line(refused.stderr)
+        assert 'does not match this model' in line and 'deep_cnn.py' in line, line
+        assert 'Resuming' not in refused.stdout
+        assert digest(run_dir) == before, script
+    predicted = run_script('mnist/predict.py', '--model_dir=%s' % run_dir,
+                           _png_file(tmp_path / 'one.png'))
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+
+
+def test_a_refused_cifar10_trainer_leaves_the_folder_byte_identical(tmp_path, data_root):
+    run_dir = tmp_path / 'one_tower'
+    first = run_script('cifar10/train.py', '--max_steps=2', '--train_dir=%s' % run_dir, *CIFAR)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = digest(run_dir)
+    refused = run_script('cifar10/multi_gpu_train.py', '--max_steps=3',
+                         '--train_dir=%s' % run_dir, *CIFAR)
+    assert refused.returncode == 1 and 'Traceback' not in refused.stderr, refused.stderr
+    line = last_line(refused.stderr)
+    assert line.startswith('error: the checkpoint %s does not match this model (' % (
+        run_dir / 'model.ckpt-2')), line
+    assert 'trained by train.py (flags-' in line, line
+    assert 'Resuming' not in refused.stdout
+    assert digest(run_dir) == before

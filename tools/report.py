@@ -131,11 +131,28 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _stop(proc, timeout=60):
+    """Stops a script as Ctrl-C does (it saves what it has and exits), killed after timeout."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _run(cmd, log, env):
-    """Runs cmd, appending its output to the open log file; raises on failure."""
+    """Runs cmd, appending its output to the open log file; raises on failure. Stopped
+    (Ctrl-C, SIGTERM: KeyboardInterrupt here), it stops the script too."""
     log.write('$ %s\n' % ' '.join(cmd))
     log.flush()
-    rc = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=_default_sigint)
+    try:
+        rc = proc.wait()
+    finally:
+        _stop(proc)
     if rc != 0:
         raise RuntimeError('%s exited with status %d (see %s)' % (cmd[1], rc, log.name))
 
@@ -238,6 +255,16 @@ def parse_result(exp, run_dir):
     return round(value, DECIMALS), {}
 
 
+def _last_step(exp, run_dir):
+    """The highest step of the figure's scalar in a run's event files (None for the MLP
+    grid, whose configurations each have their own)."""
+    if exp.kind == 'mlp_grid':
+        return None
+    folder, tag, _ = figure(exp)
+    points = read_scalars(os.path.join(run_dir, folder), tag)
+    return max(step for step, _ in points) if points else None
+
+
 def _env():
     # TensorFlow's own lines as the scripts decide (common/logs.py: hidden unless --tf_logs or
     # the user's TF_CPP_MIN_LOG_LEVEL), so that log.txt holds the tutorial's lines
@@ -293,11 +320,7 @@ def run_experiment(exp, run_dir, quick, seed, facts):
                     _run(cmd, log, env)
             finally:
                 if poller:  # stopped first: --eval_dir has one writer at a time
-                    poller.send_signal(signal.SIGINT)
-                    try:
-                        poller.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        poller.kill()
+                    _stop(poller)
                     poller_log.close()
             if final_eval:  # the last checkpoint, whether or not the poller reached it
                 _run(final_eval, log, env)
@@ -306,9 +329,15 @@ def run_experiment(exp, run_dir, quick, seed, facts):
             with open(wall_path, 'w') as f:
                 f.write('%.1f\n' % wall)
     value, extra = parse_result(exp, run_dir)
+    steps = exp.quick_steps if quick else exp.steps
+    last = _last_step(exp, run_dir)
+    if last is not None and last > steps:
+        raise RuntimeError('the event files in %s go to step %d, past this run\'s %d steps: '
+                           'the folder holds another run; give another --out'
+                           % (run_dir, last, steps))
     result = dict(name=exp.name, reproduced=value, reported=exp.reported,
                   reported_text=exp.reported_text,
-                  steps=exp.quick_steps if quick else exp.steps, wall_seconds=round(wall, 1),
+                  steps=steps, wall_seconds=round(wall, 1),
                   quick=quick, seed=seed,
                   commands=commands + [c for c in (poller_cmd, final_eval) if c],
                   parts=parts, **facts, **extra)
@@ -402,7 +431,8 @@ def _draw_curves(ax, runs, exp, steps):
             target.plot(xs, values, marker='.' if len(xs) < MARKED_BELOW else None,
                         color=colours[label], alpha=1.0 if len(runs) == 1 else 0.6,
                         linewidth=1.5 if len(runs) == 1 else 1.0,
-                        label=shown if first else '_nolegend_')
+                        label=shown if first else '_nolegend_',
+                        clip_on=False)  # a point at the axis' end drawn whole
             target.set_ylabel(label)
     note = None
     if exp.name in REFERENCE_CURVES:
@@ -410,9 +440,10 @@ def _draw_curves(ax, runs, exp, steps):
         inside = [p for p in points if p[0] <= steps]
         if inside:  # a few points as triangles; an evaluator's dense curve as a black line
             ax.plot([p[0] for p in inside], [p[1] for p in inside],
-                    'k^' if len(inside) < MARKED_BELOW else 'k-', linewidth=1, label=label)
+                    'k^' if len(inside) < MARKED_BELOW else 'k-', linewidth=1, label=label,
+                    clip_on=False)
         if len(inside) < len(points):
-            note = 'Left out: %d of the %d points of the %s, beyond step %s.' % (
+            note = 'Left out: %d of the %d points of %s, beyond step %s.' % (
                 len(points) - len(inside), len(points), label, '{:,}'.format(steps))
     if exp.reported is not None:
         ax.axhline(exp.reported, color='gray', linestyle='--', linewidth=1,
@@ -441,7 +472,7 @@ def chart_figure(exp, runs, steps=None):
                     bbox_to_anchor=(0.5, -0.14 if exp.kind != 'mlp_grid' else -0.36),
                     fontsize='small', frameon=False)
     ran = ', '.join(x for x in (
-        '{:,} steps'.format(steps) if steps is not None else None,
+        '{:,} step{}'.format(steps, '' if steps == 1 else 's') if steps is not None else None,
         '%d runs' % len(runs) if len(runs) > 1 else None) if x)
     ax.set_title('%s%s\nthe report\'s run: %s' % (exp.name, ': ' + ran if ran else '', exp.what),
                  fontsize='medium')
@@ -663,6 +694,31 @@ def options(quick=False, only='', list_=False, out=os.path.join(REPO, 'runs'), s
                    out, seeds, publish)
 
 
+# Where --quick runs go, inside --out.
+QUICK_FOLDER = 'quick'
+
+
+def _terminated(signum, frame):
+    """SIGTERM: stop as Ctrl-C does (the running script is stopped, then the report)."""
+    raise KeyboardInterrupt
+
+
+def finished_rows(out, quick):
+    """[[result, ...] per experiment], in the report's order: every finished run in out of
+    the kind asked (quick or full)."""
+    rows = []
+    for exp in EXPERIMENTS:
+        results = []
+        for run_dir in _run_dirs(out, exp):
+            with open(os.path.join(run_dir, 'result.json')) as f:
+                result = json.load(f)
+            if bool(result.get('quick')) == bool(quick):
+                results.append(result)
+        if results:
+            rows.append(results)
+    return rows
+
+
 def print_list():
     for e in EXPERIMENTS:
         print('%-14s %-62s reported %s' % (e.name, e.what, e.reported_text))
@@ -694,7 +750,11 @@ def main(argv):
     except ReportError as e:
         print('run_all.sh: error: %s' % e, file=sys.stderr)
         return 2
-    os.makedirs(args.out, exist_ok=True)
+    # quick runs in a folder of their own: a quick run never continues a full one, nor the
+    # reverse, and each RESULTS.md holds its own kind's rows
+    out = os.path.join(args.out, QUICK_FOLDER) if args.quick else args.out
+    os.makedirs(out, exist_ok=True)
+    signal.signal(signal.SIGTERM, _terminated)
     facts = provenance.run_facts(os.environ.get('TF_CLASSICS_DATA'))
     plan = [(e, s) for e in args.experiments for s in range(args.seeds)]
 
@@ -707,7 +767,7 @@ def main(argv):
     for i, (exp, seed_index) in enumerate(plan, 1):
         seed = seed_index if args.seeds > 1 else None
         name = exp.name if args.seeds == 1 else '%s_seed%d' % (exp.name, seed_index)
-        run_dir = os.path.join(args.out, name)
+        run_dir = os.path.join(out, name)
         done = os.path.join(run_dir, 'result.json')
         left -= estimate(exp)
         if os.path.exists(done):
@@ -728,27 +788,28 @@ def main(argv):
             continue
         rows.setdefault(exp.name, []).append(result)
         try:
-            plot(exp, [(name, read_curves(exp, run_dir))], os.path.join(args.out, name + '.png'),
+            plot(exp, [(name, read_curves(exp, run_dir))], os.path.join(out, name + '.png'),
                  result['steps'])
         except ImportError:
             print('(no chart: matplotlib is not installed)', flush=True)
         if exp.kind == 'cifar10':
             try:
-                draw_predictions(run_dir, os.path.join(args.out, name + '_predictions.png'))
+                draw_predictions(run_dir, os.path.join(out, name + '_predictions.png'))
             except (RuntimeError, OSError) as e:
                 print('(no predictions grid for %s: %s)' % (name, e), flush=True)
         print('[%d/%d] %s: finished in %s: %.4f (reported %s)'
               % (i, len(plan), name, _clock(result['wall_seconds']), result['reproduced'],
                  exp.reported_text), flush=True)
-    table = results_table(list(rows.values()))
-    with open(os.path.join(args.out, 'RESULTS.md'), 'w') as f:
+    # every finished run of this kind in the folder, not only this command's (--only)
+    table = results_table(finished_rows(out, args.quick) or list(rows.values()))
+    with open(os.path.join(out, 'RESULTS.md'), 'w') as f:
         f.write('# Results%s\n\nTensorFlow %s, commit %s, %s.\n\n%s' % (
             ' (--quick: tiny step counts, not the report\'s figures)' if args.quick else '',
             facts['tensorflow'], facts['git_commit'], datetime.date.today(), table))
     print('\n' + table)
     print('Written: %s; charts %s/<name>.png (CIFAR-10: also <name>_predictions.png, 16 test '
           'images classified); tensorboard --logdir %s'
-          % (os.path.join(args.out, 'RESULTS.md'), args.out, args.out))
+          % (os.path.join(out, 'RESULTS.md'), out, out))
     if failed:
         print('run_all.sh: failed: %s' % ', '.join(failed), file=sys.stderr)
         return 1
