@@ -180,7 +180,9 @@ def test_publish_copies_finished_full_runs_with_curves_and_rebuilds_results_md(q
     result['quick'] = False
     json.dump(result, open(runs / 'deep_cnn' / 'result.json', 'w'))
     results = tmp_path / 'results'
+    shutil.copytree(runs / 'deep_cnn', results / 'deep_cnn_seed3')  # an earlier publish's run
     assert report.publish(str(runs), str(results)) == ['deep_cnn']
+    # the new run replaces the experiment's earlier ones, once it is written
     assert sorted(os.listdir(results)) == ['RESULTS.md', 'deep_cnn']
     published = json.load(open(results / 'deep_cnn' / 'result.json'))
     assert published['reproduced'] == result['reproduced']
@@ -207,6 +209,24 @@ def test_a_row_says_seeds_only_when_every_run_had_one():
     assert report.table_row(seeded)[2] == '0.7950 ± 0.0071 (2 seeds)'
     assert report.table_row([result(0.80, None)] + seeded)[2] == '0.7967 ± 0.0058 (3 runs)'
     assert report.table_row([result(0.80, None)])[2] == '0.8000'
+
+
+def test_results_md_marks_cifar10_rows_made_before_the_restored_input(tmp_path):
+    assert report._includes('b36b5c7', report.RESTORED_PIPELINE) is True
+    assert report._includes('bed152d', report.RESTORED_PIPELINE) is False
+
+    def publish(name, commit, restored):
+        os.makedirs(tmp_path / name)
+        with open(tmp_path / name / 'result.json', 'w') as f:
+            json.dump(dict(name=name.split('_seed')[0], reproduced=0.8, reported=0.8,
+                           reported_text='0.8', steps=10000, wall_seconds=60.0, quick=False,
+                           seed=None, git_commit=commit, tensorflow='2.21.0', hardware='h',
+                           curves={}, restored_pipeline=restored), f)
+    publish('case2', 'b36b5c7', True)
+    publish('case3', 'bed152d', False)
+    text = report.results_markdown(str(tmp_path))
+    line, = [l for l in text.splitlines() if l.startswith('Made before')]
+    assert line.endswith('after the queue: case3 (bed152d); each is rerun and replaced.')
 
 
 def test_the_committed_results_md_is_what_run_all_generates():
@@ -418,7 +438,7 @@ def test_results_md_shows_each_rows_chart_of_all_its_runs():
         assert '![%s](%s)' % (exp.name, chart) in text
         assert os.path.isfile(os.path.join(REPO, 'results', chart)), chart
     (case2,) = [results for exp, results in report.load_results() if exp.name == 'case2']
-    assert len(case2) == 4 and report.row_chart(case2) == 'charts/case2.png'
+    assert len(case2) == 2 and report.row_chart(case2) == 'charts/case2.png'
 
 
 def test_list_needs_no_venv(tmp_path):
@@ -451,7 +471,7 @@ def test_list_needs_no_venv(tmp_path):
 def test_results_md_names_the_runs_with_no_seed():
     text = report.results_markdown()
     line, = [l for l in text.splitlines() if l.startswith('Runs with no seed')]
-    assert 'case2 (case2);' in line and 'cifar10 (cifar10)' in line
+    assert 'case4 (case4).' in line and 'cifar10 (cifar10)' in line and 'case2' not in line
     assert 'summaries_1k' not in line and 'deep_cnn' not in line  # seeded rows
 
 

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -543,12 +544,33 @@ def _run_dirs(out, exp):
     return [d for d in dirs if os.path.isfile(os.path.join(d, 'result.json'))]
 
 
+# The commit that restored the original's per-image CIFAR-10 training input (tf.image
+# distortions before shuffle_batch); CIFAR-10 results made by code before it are marked.
+RESTORED_PIPELINE = '2cf411b'
+
+
+def _includes(commit, ancestor):
+    """Whether the checkout's history has `ancestor` in `commit`'s past (or is it); None when
+    git cannot tell."""
+    try:
+        rc = subprocess.run(['git', 'merge-base', '--is-ancestor', ancestor, commit], cwd=REPO,
+                            capture_output=True).returncode
+    except OSError:
+        return None
+    return {0: True, 1: False}.get(rc)
+
+
 def publish(out, results_dir=RESULTS_DIR, experiments=EXPERIMENTS):
     """Copies each finished full-length run under out into results_dir/<run>/: result.json with
-    its curves (read from the event files) and commands, and chart.png. Returns the run names
-    published. Quick runs are never published."""
+    its curves (read from the event files) and commands, and chart.png. The published runs of
+    an experiment replace its earlier ones in results_dir (their folders go once the new ones
+    are written). A CIFAR-10 run records whether every commit that made it has the restored
+    input pipeline (restored_pipeline). Returns the run names published. Quick runs are never
+    published."""
     published = []
     for exp in experiments:
+        replaced = _run_dirs(results_dir, exp)
+        written = []
         for run_dir in _run_dirs(out, exp):
             with open(os.path.join(run_dir, 'result.json')) as f:
                 result = json.load(f)
@@ -560,6 +582,11 @@ def publish(out, results_dir=RESULTS_DIR, experiments=EXPERIMENTS):
             if 'cpu_flags' not in result:  # an older run_all.sh kept only a summary line
                 result.update(provenance.hardware_facts())
                 result['hardware_recorded'] = 'when published, on the machine that ran it'
+            if exp.kind == 'cifar10':
+                commits = [p.get('git_commit') for p in result.get('parts', [])] or [
+                    result.get('git_commit')]
+                result['restored_pipeline'] = all(
+                    c and _includes(c, RESTORED_PIPELINE) for c in commits)
             curves = read_curves(exp, run_dir)
             result['curves'] = {label: [[x, round(float(v), 6)] for x, v in zip(steps, values)]
                                 for label, steps, values in curves}
@@ -570,6 +597,11 @@ def publish(out, results_dir=RESULTS_DIR, experiments=EXPERIMENTS):
                 json.dump(result, f, indent=1, sort_keys=True)
                 f.write('\n')
             published.append(name)
+            written.append(dest)
+        if written:  # the new runs stand for the experiment: the earlier ones go
+            for old in replaced:
+                if os.path.abspath(old) not in {os.path.abspath(d) for d in written}:
+                    shutil.rmtree(old)
     try:
         draw_results_charts(results_dir)
     except ImportError:
@@ -634,6 +666,15 @@ def results_markdown(results_dir=RESULTS_DIR):
                 for exp, results in groups if any(x.get('seed') is None for x in results)]
     lines += ['', 'Runs with no seed (no --seed: TensorFlow drew its own random seeds): %s.'
               % ('; '.join(unseeded) or 'none')]
+    before = ['%s (%s)' % (exp.name, ', '.join(sorted({x.get('git_commit') or '?'
+                                                       for x in results})))
+              for exp, results in groups
+              if exp.kind == 'cifar10' and not all(x.get('restored_pipeline') for x in results)]
+    if before:
+        lines += ['', 'Made before the original\'s CIFAR-10 training input was restored (commit '
+                  '%s: per-image `tf.image` distortions before `shuffle_batch`), with batched '
+                  'distortions after the queue: %s; each is rerun and replaced.'
+                  % (RESTORED_PIPELINE, '; '.join(before))]
     missing = [e.name for e in EXPERIMENTS if e.name not in {exp.name for exp, _ in groups}]
     lines += ['', 'Not yet run at full length: %s.' % (', '.join(missing) or 'none')]
     lines += ['', '## Charts', '', 'One per row of the table, drawn from its `result.json` '
