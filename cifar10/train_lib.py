@@ -195,7 +195,8 @@ def monitored_session(config, session_config, hooks, summary_op=None, master='')
     --train_dir (resume), writes a checkpoint every --checkpoint_steps and at the end (never
     one with a NaN or Inf; TensorFlow's CheckpointSaverHook with our listener, after the hooks
     that check the loss) and the summaries (summary_op, default: all) every --summary_steps,
-    and stops at --max_steps (after `hooks`, which run in order). master: the server of a
+    and stops at --max_steps (after `hooks`, which run in order), or at Ctrl-C after a last
+    checkpoint (KeyboardInterrupt raised again once it is written). master: the server of a
     cluster's chief (dist_train.py).
 
     Raises training.DivergedError for a NaN or Inf summary (histograms run before the loss
@@ -209,6 +210,7 @@ def monitored_session(config, session_config, hooks, summary_op=None, master='')
     logger = next((h for h in hooks if isinstance(h, training.StepLoggerHook)), None)
     hooks.append(training.checkpoint_saver_hook(config.train_dir, config.checkpoint_steps,
                                                 scaffold))
+    interrupted = False
     try:
         with tf.compat.v1.train.MonitoredTrainingSession(
                 master=master, is_chief=True, checkpoint_dir=config.train_dir,
@@ -216,6 +218,13 @@ def monitored_session(config, session_config, hooks, summary_op=None, master='')
                 save_checkpoint_secs=None, save_summaries_steps=config.summary_steps,
                 log_step_count_steps=None, config=session_config,
                 stop_grace_period_secs=STOP_GRACE_SECS) as mon_sess:
-            yield mon_sess
+            try:
+                yield mon_sess
+            except KeyboardInterrupt:
+                # Ctrl-C: the session ends as at --max_steps, so its checkpoint hook saves
+                # the step reached (a second Ctrl-C during that save keeps the last one)
+                interrupted = True
     except tf.errors.InvalidArgumentError as e:
         raise training.divergence_in_summary(e, logger.step if logger else 0) or e
+    if interrupted:
+        raise KeyboardInterrupt

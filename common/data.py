@@ -11,6 +11,7 @@ present are never downloaded again, but are checked (size, IDX magic, checksum) 
 truncated or corrupt file is reported instead of being trained on.
 """
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -74,11 +75,19 @@ def resolve_data_dir(dataset, flag_value, flag_given):
       flag_given: whether --data_dir was given on the command line.
     """
     if flag_given:
+        _CHOSEN_BY[os.path.abspath(flag_value)] = '--data_dir=%s' % flag_value
         return flag_value
     root = os.environ.get(DATA_ENV)
     if root:
+        _CHOSEN_BY[os.path.abspath(os.path.join(root, dataset))] = '$%s=%s' % (DATA_ENV, root)
         return os.path.join(root, dataset)
+    _CHOSEN_BY[os.path.abspath(flag_value)] = 'the default --data_dir=%s' % flag_value
     return flag_value
+
+
+# How each data folder resolve_data_dir returned was chosen ('--data_dir=DIR', ...): what a
+# missing-data error names.
+_CHOSEN_BY = {}
 
 
 def sha256_of(path):
@@ -98,24 +107,57 @@ def _check_sha256(path, expected):
 
 def _download(url, dest, missing):
     """Downloads url to a temporary file beside dest; returns the temporary file's path.
+    Nothing is printed or created before the server answers; a failed download leaves no
+    folder it made.
 
-    `missing` says what was not found where (for the error when the download fails).
+    `missing` says what was not found where (for the error when the download fails, which
+    also names how the folder was chosen: resolve_data_dir).
     """
     folder = os.path.dirname(dest) or '.'
+    where = _CHOSEN_BY.get(os.path.abspath(folder))
+    where = '%s: ' % where if where else ''
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix='.part')
-    except OSError as e:
-        raise DataError('%s, and cannot download it into %s (%s)' % (missing, folder, e)) from None
+        response = urllib.request.urlopen(url, timeout=60)
+    except (OSError, ValueError) as e:
+        raise DataError('%s%s, and downloading %s failed (%s); put the files there, or point '
+                        '--data_dir or $%s at a folder that has them (see README, Data)'
+                        % (where, missing, url, getattr(e, 'reason', e), DATA_ENV)) from None
+    made = [p for p in _missing_parents(folder)]
     try:
-        print('Downloading %s to %s' % (url, dest), flush=True)
-        with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
-    except OSError as e:
-        os.unlink(tmp)
-        raise DataError('%s, and downloading %s failed (%s): pass --data_dir=DIR or set $%s '
-                        '(see README, Data)' % (missing, url, e, DATA_ENV)) from None
+        with response:
+            try:
+                os.makedirs(folder, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=folder, suffix='.part')
+            except OSError as e:
+                raise DataError('%s%s, and cannot download it into %s (%s)'
+                                % (where, missing, folder, e)) from None
+            print('Downloading %s to %s' % (url, dest), flush=True)
+            try:
+                with os.fdopen(fd, 'wb') as out:
+                    shutil.copyfileobj(response, out, 1 << 20)
+            except OSError as e:
+                os.unlink(tmp)
+                raise DataError('%s%s, and downloading %s failed (%s)'
+                                % (where, missing, url, e)) from None
+    except DataError:
+        for path in made:  # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
     return tmp
+
+
+def _missing_parents(folder):
+    """folder and its parents that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(folder)
+    while path and not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
 
 
 # ---------------------------------------------------------------------------------------------

@@ -210,20 +210,26 @@ def train(config, mnist):
         train_lib.start_event_files([writer], start)
         last = max(start, config.max_steps)
         i = start
-        while True:
-            if i > start and (i % config.checkpoint_steps == 0 or i == last):
+        try:
+            while True:
+                if i > start and (i % config.checkpoint_steps == 0 or i == last):
+                    checkpoints.save(sess, i)
+                # This run's batches (one, unless --steps_per_run): the first is also evaluated.
+                count = steps_in_run(i, last, config.steps_per_run, config.eval_every,
+                                     config.checkpoint_steps)
+                batches = [mnist.train.next_batch(config.batch_size)
+                           for _ in range(max(count, 1))]
+                if i % config.eval_every == 0 or i == last:
+                    acc = evaluate(sess, model, mnist, *batches[0], writer, i)
+                if i == last:
+                    break
+                for j, loss in enumerate(train_steps(sess, model, batches)):
+                    training.check_finite(loss, i + j)
+                i += count
+        except KeyboardInterrupt:  # Ctrl-C: keep the steps done (a second one: the last save)
+            if i > start:
                 checkpoints.save(sess, i)
-            # This run's batches (one, unless --steps_per_run): the first is also evaluated.
-            count = steps_in_run(i, last, config.steps_per_run, config.eval_every,
-                                 config.checkpoint_steps)
-            batches = [mnist.train.next_batch(config.batch_size) for _ in range(max(count, 1))]
-            if i % config.eval_every == 0 or i == last:
-                acc = evaluate(sess, model, mnist, *batches[0], writer, i)
-            if i == last:
-                break
-            for j, loss in enumerate(train_steps(sess, model, batches)):
-                training.check_finite(loss, i + j)
-            i += count
+            raise
     writer.close()
     print('Final test accuracy after %d batches: %.4f' % (last, acc), flush=True)
     return acc

@@ -22,6 +22,7 @@ configurations none got above 80%.
 import dataclasses
 import os
 import sys
+import time
 
 from absl import flags
 import numpy as np
@@ -152,6 +153,10 @@ class ScalarLog(object):
             self._writer.close()
 
 
+# A full-batch step takes seconds on a laptop CPU: a progress line at least this often.
+PROGRESS_SECS = 30
+
+
 def run(train_images, train_labels, test_images, test_labels, hidden_size, learning_rate,
         num_steps, seed=None, log=print, log_dir=None, precision='fp32'):
     """Trains the MLP full-batch; returns a dict of the final loss and accuracies (percent).
@@ -165,6 +170,7 @@ def run(train_images, train_labels, test_images, test_labels, hidden_size, learn
             with tf.compat.v1.Session(config=training.set_precision(
                     tf.compat.v1.ConfigProto(), precision)) as session:
                 graph.initialize(session)
+                started = last_line = time.time()
                 for step in range(num_steps):
                     l, predictions = graph.train_step(session)
                     try:
@@ -181,6 +187,11 @@ def run(train_images, train_labels, test_images, test_labels, hidden_size, learn
                             log('Loss at step %d: %f' % (step, l))
                             log('Training accuracy: %.1f%%' % train_acc)
                             log('Test accuracy: %.1f%%' % test_acc)
+                            last_line = time.time()
+                    if time.time() - last_line >= PROGRESS_SECS and step < num_steps - 1:
+                        log('(step %d of %d done, %.0f s)' % (step + 1, num_steps,
+                                                             time.time() - started))
+                        last_line = time.time()
         finally:
             scalars.close()
     return {'loss': float(l), 'train_accuracy': train_acc, 'test_accuracy': test_acc}

@@ -201,6 +201,10 @@ def train(config, mnist):
         summary, acc = sess.run([model.merged, model.accuracy], feed_dict=feed_dict(False))
     except tf.errors.InvalidArgumentError as e:  # a histogram of NaN weights
         raise training.divergence_in_summary(e, i) or e
+    except KeyboardInterrupt:  # Ctrl-C: keep the steps done (a second one: the last save)
+        if i > start:
+            checkpoints.save(sess, i)
+        raise
     test_writer.add_summary(summary, last)
     print('Final test accuracy after %d steps: %s' % (last, acc), flush=True)
     train_writer.close()

@@ -295,8 +295,11 @@ def test_missing_data_gives_one_clear_error(tmp_path):
                         env={'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY':
                              'http://127.0.0.1:9'})
     assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith('error: CIFAR-10 binary batches not found in ')
+    assert result.stdout == '' and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    last = result.stderr.strip()
+    assert last.startswith('error: --data_dir=%s: CIFAR-10 binary batches not found in '
+                           % (tmp_path / 'none'))
+    assert not (tmp_path / 'none').exists()
     for part in ('--data_dir', 'TF_CLASSICS_DATA', data.CIFAR10_URL):
         assert part in last
     assert not (tmp_path / 'train').exists()  # nothing started, nothing to lose

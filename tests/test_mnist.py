@@ -146,8 +146,14 @@ def test_wrong_data_dir_and_corrupt_file(tmp_path, data_root):
                         env={'https_proxy': 'http://127.0.0.1:9', 'HTTPS_PROXY':
                              'http://127.0.0.1:9'})
     assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith('error: MNIST file %s' % (tmp_path / 'none'))
+    # one line, naming the flag given; nothing printed before it, no folder made
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stdout == ''
+    last = result.stderr.strip()
+    assert last.startswith('error: --data_dir=%s: MNIST file %s' % (tmp_path / 'none',
+                                                                     tmp_path / 'none'))
+    assert 'pass --data_dir' not in last
+    assert not (tmp_path / 'none').exists() and not (tmp_path / 'log').exists()
     assert '--data_dir' in last and 'TF_CLASSICS_DATA' in last
 
     corrupt = tmp_path / 'corrupt'

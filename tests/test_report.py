@@ -284,6 +284,17 @@ def _tiny_mnist(n=64):
     return images, labels, images[:n // 2], labels[:n // 2]
 
 
+def test_mlp_prints_a_progress_line_between_its_report_lines(monkeypatch):
+    from mnist import mlp
+    monkeypatch.setattr(mlp, 'PROGRESS_SECS', 0)  # every step, here
+    lines = []
+    mlp.run(*_tiny_mnist(), 16, 0.0001, 4, seed=0, log=lines.append)
+    progress = [re.match(r'^\(step (\d) of 4 done, \d+ s\)$', l) for l in lines
+                if l.startswith('(step')]
+    assert [int(m.group(1)) for m in progress] == [1, 2, 3]  # not after the last step
+    assert lines[:3] == [l for l in lines if not l.startswith('(step')]  # step 0's, as before
+
+
 def test_mlp_log_dir_holds_what_it_prints(tmp_path, capsys):
     from mnist import mlp
     run_dir = tmp_path / 'mlp'

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from common import checkpoints
 from helpers import REPO, TINY_CIFAR10 as CIFAR, default_sigint, last_line, popen, run_script
+from helpers import wait_for_line
 from helpers import shared_data_root
 
 FILE_TEXT = 'not a folder\n'
@@ -355,3 +356,31 @@ def test_a_refused_cifar10_trainer_leaves_the_folder_byte_identical(tmp_path, da
     assert 'trained by train.py (flags-' in line, line
     assert 'Resuming' not in refused.stdout
     assert digest(run_dir) == before
+
+
+# --- Ctrl-C keeps the steps done ----------------------------------------------------------------
+
+@pytest.mark.parametrize('script,flag,args,pattern', [
+    ('mnist/deep_cnn.py', 'log_dir', ['--eval_every=5', '--checkpoint_steps=100000'],
+     r'^step 15: test accuracy'),
+    ('cifar10/train.py', 'train_dir', CIFAR + ['--checkpoint_steps=100000'], r'^\S+ \S+: step 3,'),
+])
+def test_ctrl_c_saves_a_checkpoint_of_the_steps_done(tmp_path, data_root, script, flag, args,
+                                                      pattern):
+    run_dir = tmp_path / 'run'
+    log = tmp_path / 'log.txt'
+    proc = popen(script, ['--max_steps=100000', '--%s=%s' % (flag, run_dir)] + args, log)
+    try:
+        wait_for_line(log, pattern, proc)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert proc.returncode == 130, text[-3000:]
+    assert 'Traceback' not in text
+    assert ('Interrupted: the checkpoints in --%s=%s are kept; run the same command again to '
+            'resume.' % (flag, run_dir)) in text
+    step = checkpoints.step_of(checkpoints.latest(str(run_dir)))
+    assert step >= 3, step  # not step 0: the steps done before Ctrl-C
