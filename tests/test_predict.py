@@ -419,15 +419,16 @@ def test_quick_run_draws_the_predictions_grid(tmp_path):
                              'cifar10', '--out', str(tmp_path)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    grid = tmp_path / 'cifar10_predictions.png'
-    assert (tmp_path / 'cifar10.png').exists() and grid.exists()
+    quick = tmp_path / 'quick'  # where --quick runs go
+    grid = quick / 'cifar10_predictions.png'
+    assert (quick / 'cifar10.png').exists() and grid.exists()
     image = matplotlib_image.imread(str(grid))
     assert image.shape[0] > 500 and image.shape[1] > 500
     rgb = image[..., :3]
     red = (rgb[..., 0] > 0.8) & (rgb[..., 1] < 0.2) & (rgb[..., 2] < 0.2)  # wrong ones
     green = (rgb[..., 0] < 0.2) & (rgb[..., 1] > 0.4) & (rgb[..., 2] < 0.2)  # right ones
     assert red.sum() + green.sum() > 500
-    log = (tmp_path / 'cifar10' / 'log.txt').read_text()
+    log = (quick / 'cifar10' / 'log.txt').read_text()
     assert re.search(r'^Wrote %s \((\d+) of the first 16 test images right\)$'
                      % re.escape(str(grid)), log, re.M)
     assert '--sample_grid=%s' % grid in log
