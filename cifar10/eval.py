@@ -72,9 +72,7 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, ckpt_path, num_exampl
         except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
                 tf.errors.DataLossError, ValueError) as e:
             if tf.io.gfile.exists(ckpt_path + '.index'):  # there, but not this model's
-                problem = checkpoints.restore_problem(ckpt_path, variables or {}) or (
-                    '%s in %s' % (type(e).__name__, e.op.name if getattr(e, 'op', None)
-                                  else 'the restore'))
+                problem = checkpoints.restore_failure(ckpt_path, variables or {}, e)
                 raise checkpoints.CheckpointMismatchError(
                     'the checkpoint %s does not match the model evaluated (%s)'
                     % (ckpt_path, problem)) from None

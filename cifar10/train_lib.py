@@ -204,27 +204,19 @@ def monitored_session(config, session_config, hooks, summary_op=None, master='')
     checkpoint, in one line."""
     latest = checkpoints.latest(config.train_dir)
     if latest:
-        checkpoints.resume_from(latest, '; use --fresh or another --train_dir')
+        checkpoints.resume_from(latest, '--train_dir')
     scaffold = training.scaffold(summary_op)
     hooks = [tf.compat.v1.train.StopAtStepHook(last_step=config.max_steps)] + list(hooks)
     logger = next((h for h in hooks if isinstance(h, training.StepLoggerHook)), None)
     hooks.append(training.checkpoint_saver_hook(config.train_dir, config.checkpoint_steps,
                                                 scaffold))
-    interrupted = False
     try:
-        with tf.compat.v1.train.MonitoredTrainingSession(
+        with training.ending_at_ctrl_c(tf.compat.v1.train.MonitoredTrainingSession(
                 master=master, is_chief=True, checkpoint_dir=config.train_dir,
                 scaffold=scaffold, hooks=hooks, save_checkpoint_steps=None,
                 save_checkpoint_secs=None, save_summaries_steps=config.summary_steps,
                 log_step_count_steps=None, config=session_config,
-                stop_grace_period_secs=STOP_GRACE_SECS) as mon_sess:
-            try:
-                yield mon_sess
-            except KeyboardInterrupt:
-                # Ctrl-C: the session ends as at --max_steps, so its checkpoint hook saves
-                # the step reached (a second Ctrl-C during that save keeps the last one)
-                interrupted = True
+                stop_grace_period_secs=STOP_GRACE_SECS)) as mon_sess:
+            yield mon_sess
     except tf.errors.InvalidArgumentError as e:
         raise training.divergence_in_summary(e, logger.step if logger else 0) or e
-    if interrupted:
-        raise KeyboardInterrupt

@@ -224,10 +224,7 @@ class Saver(tf.compat.v1.train.Saver):
         except _CLUSTER_ERRORS:
             raise  # a ps task gone or the session closed: MonitoredSession's to handle
         except tf.errors.OpError as e:
-            variables = {v.op.name: v for v in
-                         sess.graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)}
-            problem = restore_problem(save_path, variables) or '%s in %s' % (
-                type(e).__name__, e.op.name if e.op is not None else 'the restore')
+            problem = restore_failure(save_path, _graph_variables(sess.graph), e)
             opened = opened_run_dir()
             hint = '; use --fresh or another --%s' % opened[0] if opened else ''
             raise CheckpointMismatchError('the checkpoint %s cannot be restored into this '
@@ -437,6 +434,20 @@ def restore_problem(ckpt_path, variables):
     return None
 
 
+def restore_failure(ckpt_path, variables, error):
+    """What a failed restore of `variables` from ckpt_path says in its one line:
+    restore_problem, else the error's class and the op that failed."""
+    op = getattr(error, 'op', None)
+    return restore_problem(ckpt_path, variables) or '%s in %s' % (
+        type(error).__name__, op.name if op is not None else 'the restore')
+
+
+def _graph_variables(graph=None):
+    """Every global variable of graph (default: the default graph), by its checkpoint name."""
+    graph = graph or tf.compat.v1.get_default_graph()
+    return {v.op.name: v for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)}
+
+
 def check_checkpoint(ckpt_path, variables, model_name, hint=''):
     """Raises CheckpointMismatchError unless the checkpoint holds each of `variables` (a dict
     name -> variable, as its Saver names them) with the variable's shape and dtype; a restore
@@ -454,27 +465,28 @@ def check_checkpoint(ckpt_path, variables, model_name, hint=''):
                                       % (ckpt_path, model_name, mismatch, hint))
 
 
-def check_graph_variables(ckpt_path, hint):
-    """check_checkpoint against every global variable of the default graph ('this model').
-    A refusal also names the script that trained the folder, when its newest saved run (not
-    this process's) was another script's."""
+def check_graph_variables(ckpt_path, flag):
+    """check_checkpoint against every global variable of the default graph ('this model'), the
+    refusal ending with what to do about the run folder `flag` ('--train_dir'): use --fresh or
+    another folder, or, when the folder's newest saved run (not this process's) was another
+    script's, continue it with that script."""
+    fresh = 'use --fresh or another %s' % flag
     try:
-        check_checkpoint(ckpt_path, {v.op.name: v for v in tf.compat.v1.global_variables()},
-                         'this model', '')
+        check_checkpoint(ckpt_path, _graph_variables(), 'this model')
     except CheckpointMismatchError as e:
         record, path = latest_saved_run(os.path.dirname(ckpt_path), exclude=_OWN_RECORDS)
-        script = os.path.basename(sys.argv[0])
-        if record and record.get('script') and record['script'] != script:
-            hint = '; it was trained by %s (%s): continue it with %s%s' % (
-                record['script'], os.path.basename(path), record['script'],
-                hint.replace('; use', ', or use', 1))
-        raise CheckpointMismatchError('%s%s' % (e, hint)) from None
+        script = record.get('script') if record else None
+        advice = fresh
+        if script and script != os.path.basename(sys.argv[0]):
+            advice = 'it was trained by %s (%s): continue it with %s, or %s' % (
+                script, os.path.basename(path), script, fresh)
+        raise CheckpointMismatchError('%s; %s' % (e, advice)) from None
 
 
-def resume_from(ckpt_path, hint):
-    """Before a trainer resumes from ckpt_path: check_graph_variables, then the line
-    'Resuming from <ckpt_path> (use --fresh to start over)'."""
-    check_graph_variables(ckpt_path, hint)
+def resume_from(ckpt_path, flag):
+    """Before a trainer resumes from ckpt_path: check_graph_variables (flag: the run folder's,
+    '--train_dir'), then the line 'Resuming from <ckpt_path> (use --fresh to start over)'."""
+    check_graph_variables(ckpt_path, flag)
     print('Resuming from %s (use --fresh to start over)' % ckpt_path, flush=True)
 
 

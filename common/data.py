@@ -122,7 +122,7 @@ def _download(url, dest, missing):
         raise DataError('%s%s, and downloading %s failed (%s); put the files there, or point '
                         '--data_dir or $%s at a folder that has them (see README, Data)'
                         % (where, missing, url, getattr(e, 'reason', e), DATA_ENV)) from None
-    made = [p for p in _missing_parents(folder)]
+    made = _missing_parents(folder)  # removed again if the download fails
     try:
         with response:
             try:

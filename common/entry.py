@@ -19,8 +19,8 @@ from absl import flags
 from common import errors as errors_lib
 from common import logs
 
-# Exit statuses (docs/changes.md): an error while running; a bad command line; Ctrl-C.
-ERROR, USAGE, INTERRUPTED = 1, 2, 130
+# Exit statuses (docs/changes.md) beside sys.exit('error: ...')'s 1: a bad command line; Ctrl-C.
+USAGE, INTERRUPTED = 2, 130
 HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull', '--helpxml')
 
 def main_for(main_fn, learning_rate_flag=None, errors=(), interrupted=None):

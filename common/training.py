@@ -218,8 +218,7 @@ def start_run_dir(run_dir, flag, fresh, record, model_flags=None):
     with model_flags ({name: value}, the flags that change the model's variables) a
     checkpoint trained with other values is refused before anything is written or moved
     (CheckpointMismatchError); then the folder is opened for writing (checkpoints.open_writer:
-    one writer, --fresh moves it aside, the latest checkpoint announced for resuming) and the
-    run's flags_record saved (and removed again when the block raises
+    one writer, --fresh moves it aside) and the run's flags_record saved (and removed again when the block raises
     CheckpointMismatchError: a refused run leaves the folder as it was). Yields the latest
     checkpoint to resume from, or None; the trainer says 'Resuming from ...' once it has
     checked it (checkpoints.resume_from)."""
@@ -246,6 +245,22 @@ def scaffold(summary_op=None):
     return tf.compat.v1.train.Scaffold(
         summary_op=summary_op,
         saver=checkpoints.saver(sharded=True, allow_empty=True, max_to_keep=5))
+
+
+@contextlib.contextmanager
+def ending_at_ctrl_c(session):
+    """Enters `session` (a MonitoredTrainingSession) for a training loop. Ctrl-C in the loop
+    ends the session as its last step would (its hooks' end(): the checkpoint hook saves the
+    step reached; a second Ctrl-C during that save keeps the last complete checkpoint), then
+    raises KeyboardInterrupt again."""
+    interrupted = False
+    with session as sess:
+        try:
+            yield sess
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

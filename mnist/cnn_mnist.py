@@ -226,17 +226,11 @@ def train(config, model, mnist, session_config=None):
     checkpoint."""
     latest = checkpoints.latest(config.model_dir)
     if latest:
-        checkpoints.resume_from(latest, '; use --fresh or another --model_dir')
+        checkpoints.resume_from(latest, '--model_dir')
     batches = train_input(config, mnist)
-    interrupted = False
-    with training_session(config, model, session_config) as sess:
-        try:
-            while not sess.should_stop():
-                train_step(sess, model, batches, config.batch_size)
-        except KeyboardInterrupt:  # Ctrl-C: end the session, its hook saves the step reached
-            interrupted = True
-    if interrupted:
-        raise KeyboardInterrupt
+    with training.ending_at_ctrl_c(training_session(config, model, session_config)) as sess:
+        while not sess.should_stop():
+            train_step(sess, model, batches, config.batch_size)
 
 
 def evaluate(model, mnist, model_dir, session_config=None):

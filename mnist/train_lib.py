@@ -117,7 +117,7 @@ class Checkpoints(object):
         if not latest:
             sess.run(tf.compat.v1.global_variables_initializer())
             return 0
-        checkpoints.resume_from(latest, '; use --fresh or another %s' % self.run_dir_flag)
+        checkpoints.resume_from(latest, self.run_dir_flag)
         self._saver.restore(sess, latest)
         # keep rotating the killed run's checkpoints too (max_to_keep), inside run_dir
         checkpoints.recover(self._saver, self.run_dir)

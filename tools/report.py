@@ -210,13 +210,18 @@ def read_scalars(path, tag):
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
-def final_value(path, tag):
-    """The value of the scalar `tag` in the event files of the folder path at the highest
+def final_point(path, tag):
+    """(step, value) of the scalar `tag` in the event files of the folder path at the highest
     step (the last written of that step). Raises RuntimeError when there is none."""
     points = read_scalars(path, tag)
     if not points:
         raise RuntimeError('no %r scalar in the event files of %s' % (tag, path))
-    return max(enumerate(points), key=lambda ip: (ip[1][0], ip[0]))[1][1]
+    return max(enumerate(points), key=lambda ip: (ip[1][0], ip[0]))[1]
+
+
+def final_value(path, tag):
+    """final_point's value."""
+    return final_point(path, tag)[1]
 
 
 def grid_results(run_dir):
@@ -237,9 +242,10 @@ def grid_results(run_dir):
     return sorted(rows, key=lambda row: (row[0], -float(row[1])))
 
 
-def parse_result(exp, run_dir):
+def parse_result(exp, run_dir, steps=None):
     """The reproduced figure (a fraction) from the experiment's event files, and extra
-    facts."""
+    facts. With steps (the run's), a figure at a later step (the folder holds another run's
+    event files) raises RuntimeError."""
     folder, tag, unit = figure(exp)
     if exp.kind == 'mlp_grid':
         rows = grid_results(run_dir)
@@ -249,21 +255,16 @@ def parse_result(exp, run_dir):
         best = max(acc or 0.0 for _, _, acc in rows) / unit
         return round(best, DECIMALS), {'above_80': above, 'configurations': len(rows)}
     path = os.path.join(run_dir, folder)
-    value = final_value(path, tag) / unit
+    last, value = final_point(path, tag)
+    value /= unit
+    if steps is not None and last > steps:
+        raise RuntimeError('the event files in %s go to step %d, past this run\'s %d steps: '
+                           'the folder holds another run; give another --out'
+                           % (run_dir, last, steps))
     if exp.kind == 'mlp':
         loss = dict(read_scalars(path, 'loss'))
         return round(value, DECIMALS), {'loss_at_step_0': round(loss[0], DECIMALS)}
     return round(value, DECIMALS), {}
-
-
-def _last_step(exp, run_dir):
-    """The highest step of the figure's scalar in a run's event files (None for the MLP
-    grid, whose configurations each have their own)."""
-    if exp.kind == 'mlp_grid':
-        return None
-    folder, tag, _ = figure(exp)
-    points = read_scalars(os.path.join(run_dir, folder), tag)
-    return max(step for step, _ in points) if points else None
 
 
 def _env():
@@ -329,13 +330,8 @@ def run_experiment(exp, run_dir, quick, seed, facts):
             wall = time.time() - start + _read_float(wall_path)
             with open(wall_path, 'w') as f:
                 f.write('%.1f\n' % wall)
-    value, extra = parse_result(exp, run_dir)
     steps = exp.quick_steps if quick else exp.steps
-    last = _last_step(exp, run_dir)
-    if last is not None and last > steps:
-        raise RuntimeError('the event files in %s go to step %d, past this run\'s %d steps: '
-                           'the folder holds another run; give another --out'
-                           % (run_dir, last, steps))
+    value, extra = parse_result(exp, run_dir, steps)
     result = dict(name=exp.name, reproduced=value, reported=exp.reported,
                   reported_text=exp.reported_text,
                   steps=steps, wall_seconds=round(wall, 1),
@@ -804,7 +800,7 @@ def main(argv):
 
     left = sum(estimate(e) for e, _ in plan)
     start = time.time()
-    rows, failed = collections.OrderedDict(), []
+    failed = []
     for i, (exp, seed_index) in enumerate(plan, 1):
         seed = seed_index if args.seeds > 1 else None
         name = exp.name if args.seeds == 1 else '%s_seed%d' % (exp.name, seed_index)
@@ -816,7 +812,6 @@ def main(argv):
                 result = json.load(f)
             if result.get('quick') == args.quick:
                 print('[%d/%d] %s: done before, skipped' % (i, len(plan), name), flush=True)
-                rows.setdefault(exp.name, []).append(result)
                 continue
             os.unlink(done)  # a quick result does not stand for a full one, nor the reverse
         print('[%d/%d] %s: started (elapsed %s; estimated left after it %s)'
@@ -827,7 +822,6 @@ def main(argv):
             print('[%d/%d] %s: FAILED: %s' % (i, len(plan), name, e), flush=True)
             failed.append(name)
             continue
-        rows.setdefault(exp.name, []).append(result)
         try:
             plot(exp, [(name, read_curves(exp, run_dir))], os.path.join(out, name + '.png'),
                  result['steps'])
@@ -842,7 +836,7 @@ def main(argv):
               % (i, len(plan), name, _clock(result['wall_seconds']), result['reproduced'],
                  exp.reported_text), flush=True)
     # every finished run of this kind in the folder, not only this command's (--only)
-    table = results_table(finished_rows(out, args.quick) or list(rows.values()))
+    table = results_table(finished_rows(out, args.quick))
     with open(os.path.join(out, 'RESULTS.md'), 'w') as f:
         f.write('# Results%s\n\nTensorFlow %s, commit %s, %s.\n\n%s' % (
             ' (--quick: tiny step counts, not the report\'s figures)' if args.quick else '',
